@@ -1,0 +1,169 @@
+"""The backend-neutral description of an FA network: numpy parameters, seeded initialisation, gradients.
+
+Every backend (the numpy oracle, PyTorch, Julia) builds its model from a list of `DenseParams` and
+reports its gradients as a `Gradients`, so that the cross-check compares like with like.
+
+Conventions (see docs/conventions.md): a dense layer computes ``y = act(x @ weight.T + bias)`` on
+``x`` of shape ``(batch, in)``; ``weight`` and ``feedback`` both have shape ``(out, in)``; the FA
+input-gradient is ``delta @ feedback`` where backprop would use ``delta @ weight``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
+#: Layer modes shared by every backend; they differ only in the matrix the input-gradient uses.
+MODES = ("fa", "bp", "usf", "brsf", "frsf")
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass
+class DenseParams:
+    """One dense FA layer as plain numpy arrays.
+
+    ``weight`` and ``feedback`` have shape ``(out, in)``; ``bias`` has shape ``(out,)`` or is None.
+    """
+
+    weight: np.ndarray
+    feedback: np.ndarray
+    bias: np.ndarray | None
+    activation: str = "identity"
+
+    def __post_init__(self) -> None:
+        check_layer(self)
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    def copy(self) -> DenseParams:
+        return DenseParams(
+            self.weight.copy(),
+            self.feedback.copy(),
+            None if self.bias is None else self.bias.copy(),
+            self.activation,
+        )
+
+    def astype(self, dtype) -> DenseParams:
+        dt = np.dtype(dtype)
+        return DenseParams(
+            self.weight.astype(dt),
+            self.feedback.astype(dt),
+            None if self.bias is None else self.bias.astype(dt),
+            self.activation,
+        )
+
+
+def check_layer(p: DenseParams, index: int | None = None) -> None:
+    """Raise a ValueError/TypeError naming the layer if `p` breaks the conventions."""
+    name = "layer" if index is None else f"layer {index}"
+    if p.activation not in ACTIVATIONS:
+        raise ValueError(f"{name}: unknown activation {p.activation!r}; expected one of {ACTIVATIONS}")
+    for attr in ("weight", "feedback"):
+        a = getattr(p, attr)
+        if not isinstance(a, np.ndarray) or a.ndim != 2:
+            raise ValueError(f"{name}: {attr} must be a 2-d numpy array (out, in), got {_desc(a)}")
+        if a.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name}: {attr} must be float32 or float64, got dtype {a.dtype}")
+    if p.feedback.shape != p.weight.shape:
+        raise ValueError(
+            f"{name}: feedback must have the weight's shape (out, in) = {p.weight.shape}, "
+            f"got {p.feedback.shape}"
+        )
+    if p.feedback.dtype != p.weight.dtype:
+        raise TypeError(f"{name}: feedback dtype {p.feedback.dtype} != weight dtype {p.weight.dtype}")
+    if p.bias is not None:
+        if not isinstance(p.bias, np.ndarray) or p.bias.shape != (p.weight.shape[0],):
+            raise ValueError(
+                f"{name}: bias must have shape ({p.weight.shape[0]},), got {_desc(p.bias)}"
+            )
+        if p.bias.dtype != p.weight.dtype:
+            raise TypeError(f"{name}: bias dtype {p.bias.dtype} != weight dtype {p.weight.dtype}")
+
+
+def check_network(layers: list[DenseParams]) -> None:
+    """Check every layer and that consecutive layers' sizes chain."""
+    if not layers:
+        raise ValueError("a network needs at least one layer")
+    for i, p in enumerate(layers):
+        check_layer(p, i)
+        if i and p.in_features != layers[i - 1].out_features:
+            raise ValueError(
+                f"layer {i}: takes {p.in_features} inputs but layer {i - 1} gives "
+                f"{layers[i - 1].out_features} (weights {layers[i - 1].weight.shape} -> {p.weight.shape})"
+            )
+    dtypes = {p.weight.dtype for p in layers}
+    if len(dtypes) > 1:
+        raise TypeError(f"all layers must share one dtype, got {sorted(map(str, dtypes))}")
+
+
+def check_input(layers: list[DenseParams], x: np.ndarray, what: str = "x") -> None:
+    if not isinstance(x, np.ndarray) or x.ndim != 2:
+        raise ValueError(f"{what} must be a 2-d array (batch, in), got {_desc(x)}")
+    if x.shape[1] != layers[0].in_features:
+        raise ValueError(
+            f"layer 0: {what} has {x.shape[1]} features (shape {x.shape}) but the layer takes "
+            f"{layers[0].in_features} (weight {layers[0].weight.shape})"
+        )
+
+
+def glorot_std(fan_in: int, fan_out: int) -> float:
+    """Standard deviation of Glorot/Xavier initialisation: sqrt(2 / (fan_in + fan_out))."""
+    return float(np.sqrt(2.0 / (fan_in + fan_out)))
+
+
+def init_mlp(
+    sizes: list[int] | tuple[int, ...],
+    activation: str = "tanh",
+    out_activation: str = "identity",
+    *,
+    seed: int = 0,
+    dtype=np.float32,
+    bias: bool = True,
+) -> list[DenseParams]:
+    """Seeded Glorot-uniform weights and feedback for an MLP with layer sizes ``sizes``.
+
+    ``weight`` and ``feedback`` are drawn independently from U(-a, a), a = sqrt(6 / (in + out));
+    biases start at zero. The same seed gives the same arrays on every platform (numpy's PCG64), and
+    every backend built from them starts from the same weights AND the same feedback matrices.
+    """
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < 2 or any(s < 1 for s in sizes):
+        raise ValueError(f"sizes must list at least input and output width, all >= 1; got {sizes}")
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        a = np.sqrt(6.0 / (n_in + n_out))
+        w = rng.uniform(-a, a, size=(n_out, n_in)).astype(dtype)
+        b = rng.uniform(-a, a, size=(n_out, n_in)).astype(dtype)
+        act = out_activation if i == len(sizes) - 2 else activation
+        layers.append(DenseParams(w, b, np.zeros(n_out, dtype=dtype) if bias else None, act))
+    return layers
+
+
+@dataclass
+class Gradients:
+    """What one backward pass gives: the loss, per-layer parameter gradients, and dL/dx.
+
+    ``layers[i]`` maps ``"weight"`` (out, in) and ``"bias"`` (out,) to arrays (bias absent when the
+    layer has none). ``input`` is dL/dx with x's shape (batch, in): with FA it is computed through the
+    first layer's feedback matrix, so it is where FA and BP differ first.
+    """
+
+    loss: float
+    layers: list[dict[str, np.ndarray]]
+    input: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+
+def _desc(a) -> str:
+    if isinstance(a, np.ndarray):
+        return f"array of shape {a.shape} dtype {a.dtype}"
+    return type(a).__name__

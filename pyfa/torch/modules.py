@@ -1,0 +1,164 @@
+"""`LinearFA`, the FA counterpart of `torch.nn.Linear`, and conversion of existing models."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pyfa.network import MODES
+from pyfa.torch.functional import FALinearFunction, check_linear_args, feedback_matrix
+
+INITS = ("xavier", "kaiming")
+
+
+class LinearFA(nn.Module):
+    r"""A dense layer ``y = x Wᵀ + b`` trained with Feedback Alignment.
+
+    The forward pass is `torch.nn.Linear`'s. In the backward pass the gradient reaching the input is
+    ``g B`` instead of ``g W``, with B of W's shape, chosen by ``mode`` (see
+    `pyfa.torch.functional.feedback_matrix`): ``"fa"`` (fixed random B, the default), ``"bp"``
+    (B = W: exact backprop), ``"usf"``, ``"frsf"``, ``"brsf"`` (sign-symmetry family).
+    W and b get their true gradients.
+
+    Attributes:
+        weight: Parameter (out_features, in_features).
+        bias: Parameter (out_features,) or None.
+        feedback: buffer (out_features, in_features): the fixed random matrix (R in frsf).
+            It is saved in ``state_dict``, moves with ``.to()``, and never gets a gradient.
+
+    Args:
+        init: ``"xavier"`` (Glorot uniform weight and feedback, zero bias) or ``"kaiming"``
+            (nn.Linear's default for weight and bias; feedback drawn like the weight).
+        generator: a ``torch.Generator`` for reproducible initialisation (and for brsf's draws).
+
+    Example:
+        >>> torch.manual_seed(0)
+        >>> layer = LinearFA(50, 60)
+        >>> layer(torch.randn(64, 50)).shape
+        torch.Size([64, 60])
+    """
+
+    __constants__ = ["in_features", "out_features"]
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        mode: str = "fa",
+        init: str = "xavier",
+        device=None,
+        dtype=None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        _check_mode(mode, f"LinearFA({in_features}, {out_features})")
+        if init not in INITS:
+            raise ValueError(f"LinearFA: unknown init {init!r}; expected one of {INITS}")
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.in_features = in_features
+        self.out_features = out_features
+        self._mode = mode
+        self.init = init
+        self.generator = generator
+        self.weight = nn.Parameter(torch.empty((out_features, in_features), **factory))
+        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+        self.register_buffer("feedback", torch.empty((out_features, in_features), **factory))
+        self.reset_parameters()
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        _check_mode(value, repr(self))
+        self._mode = value
+
+    def reset_parameters(self) -> None:
+        """Draw weight, feedback (independently) and bias again from the layer's init."""
+        g = self.generator
+        with torch.no_grad():
+            if self.init == "xavier":
+                a = math.sqrt(6.0 / (self.in_features + self.out_features))
+                self.weight.uniform_(-a, a, generator=g)
+                self.feedback.uniform_(-a, a, generator=g)
+                if self.bias is not None:
+                    self.bias.zero_()
+            else:
+                nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=g)
+                nn.init.kaiming_uniform_(self.feedback, a=math.sqrt(5), generator=g)
+                if self.bias is not None:
+                    bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
+                    self.bias.uniform_(-bound, bound, generator=g)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] != self.in_features:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"{self!r}: input has shape {shape}, expected (..., {self.in_features}) "
+                f"(weight {tuple(self.weight.shape)})"
+            )
+        if x.dtype != self.weight.dtype:
+            check_linear_args(x, self.weight, self.feedback, self.bias, repr(self))
+        b = feedback_matrix(self._mode, self.weight, self.feedback, self.generator)
+        return FALinearFunction.apply(x, self.weight, b, self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, mode={self._mode!r}"
+        )
+
+    def __repr__(self) -> str:
+        return f"LinearFA({self.extra_repr()})"
+
+    @classmethod
+    def from_linear(
+        cls, linear: nn.Linear, mode: str = "fa", *, generator: torch.Generator | None = None
+    ) -> LinearFA:
+        """A LinearFA with `linear`'s weight and bias (copied) and a fresh Glorot-uniform feedback."""
+        w = linear.weight
+        layer = cls(
+            linear.in_features,
+            linear.out_features,
+            bias=linear.bias is not None,
+            mode=mode,
+            device=w.device,
+            dtype=w.dtype,
+            generator=generator,
+        )
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        layer.train(linear.training)
+        return layer
+
+
+def convert(model: nn.Module, mode: str = "fa", *, generator: torch.Generator | None = None) -> int:
+    """Replace, in place, every `nn.Linear` in `model`'s tree by a `LinearFA` with the same weights.
+
+    The forward output does not change; only the backward pass does. Returns the number of layers
+    replaced. If `model` itself is an `nn.Linear` there is no parent to put the new layer in: use
+    `LinearFA.from_linear` instead.
+    """
+    _check_mode(mode, "convert")
+    if isinstance(model, nn.Linear):
+        raise TypeError("convert(model): model is itself an nn.Linear; use LinearFA.from_linear")
+    count = 0
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Linear):
+            setattr(model, name, LinearFA.from_linear(child, mode, generator=generator))
+            count += 1
+        else:
+            count += convert(child, mode, generator=generator)
+    return count
+
+
+def _check_mode(mode: str, where: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"{where}: unknown mode {mode!r}; expected one of {MODES}")
