@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from pyfa.torch import LinearFA
+from pyfa.torch import LinearFA, convert
 
 SIZES = [(64, 64), (256, 256), (64, 512), (1024, 512), (256, 1024), (1024, 2048)]  # (batch, features)
 
@@ -25,6 +25,7 @@ SIZES = [(64, 64), (256, 256), (64, 512), (1024, 512), (256, 1024), (1024, 2048)
 def _layer_step(layer, x):
     def run():
         layer.zero_grad(set_to_none=True)
+        x.grad = None
         layer(x).sum().backward()
     return run
 
@@ -51,7 +52,7 @@ def run(device: str, quick: bool) -> list[dict]:
     rows = []
     torch.manual_seed(0)
     for batch, feat in SIZES:
-        x = torch.randn(batch, feat, device=device)
+        x = torch.randn(batch, feat, device=device, requires_grad=True)  # time the dL/dx path too
         lin = nn.Linear(feat, feat, device=device)
         fa = LinearFA.from_linear(lin)
         r, tb, tf = _median_ratio(_layer_step(fa, x), _layer_step(lin, x), rounds, min_time)
@@ -64,7 +65,6 @@ def run(device: str, quick: bool) -> list[dict]:
                                  nn.Linear(feat, 10)).to(device)
         bp, fa = mlp(), mlp()
         fa.load_state_dict(bp.state_dict())
-        from pyfa.torch import convert
         convert(fa)
         fa.to(device)
         fbp = _mlp_step(bp, torch.optim.SGD(bp.parameters(), lr=1e-3), x, y)

@@ -212,7 +212,8 @@ def format_report(r: Report) -> str:
     ]
     for b in r.backends:
         if b.unavailable is not None:
-            lines.append(f"{b.backend}: unavailable ({_one_line(b.unavailable)}); skipped")
+            lines.append(f"{b.backend}: unavailable ({one_line(b.unavailable)}); skipped "
+                         "(details: python -c 'import pyfa.julia as j; print(j.unavailable_reason())')")
             continue
         if b.backend == "reference":
             lines.append("reference: the numpy oracle itself")
@@ -235,9 +236,11 @@ def format_report(r: Report) -> str:
     return "\n".join(lines)
 
 
-def _one_line(s: str) -> str:
+def one_line(s: str) -> str:
+    """The gist of a long reason: its first line, up to the first parenthesised detail."""
     first = s.strip().splitlines()[0] if s.strip() else s
-    return first if len(first) < 200 else first[:197] + "..."
+    first = first.split(" (", 1)[0].rstrip(".")
+    return first if len(first) < 160 else first[:157] + "..."
 
 
 # ---- the `pyfa crosscheck` sub-command ----
