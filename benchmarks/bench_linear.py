@@ -38,12 +38,19 @@ def _mlp_step(model, opt, x, y):
     return run
 
 
+def _mlp(feat: int, device: str) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(feat, feat), nn.ReLU(), nn.Linear(feat, feat), nn.ReLU(), nn.Linear(feat, 10)
+    ).to(device)
+
+
 def _median_ratio(fa_fn, bp_fn, rounds: int, min_time: float) -> tuple[float, float, float]:
     fa_t, bp_t = [], []
     for _ in range(rounds):
-        bp_t.append(benchmark.Timer("f()", globals={"f": bp_fn}).blocked_autorange(min_run_time=min_time).median)
-        fa_t.append(benchmark.Timer("f()", globals={"f": fa_fn}).blocked_autorange(min_run_time=min_time).median)
-    ratios = [f / b for f, b in zip(fa_t, bp_t)]
+        for fn, times in ((bp_fn, bp_t), (fa_fn, fa_t)):
+            timer = benchmark.Timer("f()", globals={"f": fn})
+            times.append(timer.blocked_autorange(min_run_time=min_time).median)
+    ratios = [f / b for f, b in zip(fa_t, bp_t, strict=True)]
     return statistics.median(ratios), statistics.median(bp_t), statistics.median(fa_t)
 
 
@@ -60,10 +67,7 @@ def run(device: str, quick: bool) -> list[dict]:
                          bp_us=tb * 1e6, fa_us=tf * 1e6, ratio=r))
     for batch, feat in [(64, 256), (256, 1024)]:
         x, y = torch.randn(batch, feat, device=device), torch.randn(batch, 10, device=device)
-        def mlp():
-            return nn.Sequential(nn.Linear(feat, feat), nn.ReLU(), nn.Linear(feat, feat), nn.ReLU(),
-                                 nn.Linear(feat, 10)).to(device)
-        bp, fa = mlp(), mlp()
+        bp, fa = _mlp(feat, device), _mlp(feat, device)
         fa.load_state_dict(bp.state_dict())
         convert(fa)
         fa.to(device)

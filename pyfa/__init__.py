@@ -6,16 +6,9 @@ Sub-packages: ``pyfa.reference`` (numpy oracle), ``pyfa.torch`` (PyTorch port),
 ``pyfa.train``, ``pyfa.lint``.
 """
 
+from pyfa.checkpoint import load, save
 from pyfa.network import ACTIVATIONS, MODES, DenseParams, Gradients, init_mlp
 
 __version__ = "0.1.0"
 __all__ = ["ACTIVATIONS", "MODES", "DenseParams", "Gradients", "init_mlp", "save", "load", "__version__"]
 
-
-def __getattr__(name: str):
-    # pyfa.save / pyfa.load live in pyfa.checkpoint; imported on first use to keep `import pyfa` light.
-    if name in ("save", "load"):
-        from pyfa import checkpoint
-
-        return getattr(checkpoint, name)
-    raise AttributeError(f"module 'pyfa' has no attribute {name!r}")

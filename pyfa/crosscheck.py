@@ -84,8 +84,10 @@ def compare(got: Gradients, want: Gradients, dtype) -> list[Comparison]:
     """Per-array max abs/rel differences of `got` from `want`, with dtype-aware pass/fail."""
     tol = TOLERANCES[np.dtype(dtype)]
     out = []
+    if len(got.layers) != len(want.layers):
+        raise ValueError(f"gradients for {len(got.layers)} layers, the reference has {len(want.layers)}")
     pairs = [("loss", np.asarray(got.loss), np.asarray(want.loss))]
-    for i, (g, w) in enumerate(zip(got.layers, want.layers)):
+    for i, (g, w) in enumerate(zip(got.layers, want.layers, strict=True)):
         if g.keys() != w.keys():
             raise ValueError(f"layer {i}: gradients have keys {sorted(g)}, expected {sorted(w)}")
         pairs += [(f"layer {i} {k}", g[k], w[k]) for k in w]
@@ -109,7 +111,7 @@ def verdict(got: Gradients, fa: Gradients, bp: Gradients) -> str:
     """
     def dist(a: Gradients, b: Gradients) -> float:
         ds = [_rel_dist(a.input, b.input)]
-        ds += [_rel_dist(x["weight"], y["weight"]) for x, y in zip(a.layers[:-1], b.layers[:-1])]
+        ds += [_rel_dist(x["weight"], y["weight"]) for x, y in zip(a.layers[:-1], b.layers[:-1], strict=True)]
         return max(ds)
 
     d_fa, d_bp = dist(got, fa), dist(got, bp)
@@ -183,7 +185,7 @@ def _gradients(backend: str, layers: list[DenseParams], x, y, mode: str) -> Grad
 
 def _bp_verdict(got: Gradients, bp: Gradients) -> str:
     d = max([_rel_dist(got.input, bp.input)]
-            + [_rel_dist(a["weight"], b["weight"]) for a, b in zip(got.layers, bp.layers)])
+            + [_rel_dist(a["weight"], b["weight"]) for a, b in zip(got.layers, bp.layers, strict=True)])
     return VERDICT_BP if d <= 1e-3 else VERDICT_OTHER
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 def add_arguments(p) -> None:
     p.add_argument("--out", default="runs/demo", help="where the training run writes its files")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs for each of FA and BP")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs for each of FA and BP")
     p.add_argument("--skip-train", action="store_true", help="only the cross-check")
 
 
@@ -28,10 +28,10 @@ def run(args) -> int:
     if not args.skip_train:
         print()
         print("== 2. FA vs BP on digits (scikit-learn's bundled 8x8 digits), torch backend ==")
-        from pyfa import train
+        from pyfa import cli
 
-        code = train.main([
-            "--backend", "torch", "--dataset", "digits", "--compare", "fa,bp",
+        code = cli.main([
+            "train", "--backend", "torch", "--dataset", "digits", "--compare", "fa,bp",
             "--epochs", str(args.epochs), "--out", args.out, "--seed", "0",
         ])
         status = status or code

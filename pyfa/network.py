@@ -139,7 +139,7 @@ def init_mlp(
         raise ValueError(f"sizes must list at least input and output width, all >= 1; got {sizes}")
     rng = np.random.default_rng(seed)
     layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         a = np.sqrt(6.0 / (n_in + n_out))
         w = rng.uniform(-a, a, size=(n_out, n_in)).astype(dtype)
         b = rng.uniform(-a, a, size=(n_out, n_in)).astype(dtype)

@@ -102,7 +102,7 @@ def test_bad_networks_are_named():
 
 def test_init_is_seeded_and_feedback_independent():
     a, b, c = init_mlp([6, 4, 2], seed=1), init_mlp([6, 4, 2], seed=1), init_mlp([6, 4, 2], seed=2)
-    for p, q in zip(a, b):
+    for p, q in zip(a, b, strict=True):
         np.testing.assert_array_equal(p.weight, q.weight)
         np.testing.assert_array_equal(p.feedback, q.feedback)
     assert not np.array_equal(a[0].weight, c[0].weight)

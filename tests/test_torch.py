@@ -73,7 +73,7 @@ def test_mlp_matches_oracle_chain(sizes, act, dtype, mode, seed):
     got = mlp_gradients(mlp_from_params(layers, mode), x, y)
     want = R.chain_gradients(layers, x, y, mode)
     assert got.loss == pytest.approx(want.loss, rel=1e-5)
-    for g, w in zip(got.layers, want.layers):
+    for g, w in zip(got.layers, want.layers, strict=True):
         assert g.keys() == w.keys()
         for k in g:
             np.testing.assert_allclose(g[k], w[k], **TOL[dtype])
@@ -89,7 +89,7 @@ def test_forum_network_fa_equals_oracle_and_differs_from_bp():
     got = mlp_gradients(model, x, y)
     fa = R.chain_gradients(layers, x, y, "fa")
     bp = R.chain_gradients(layers, x, y, "bp")
-    for g, w in zip(got.layers, fa.layers):
+    for g, w in zip(got.layers, fa.layers, strict=True):
         np.testing.assert_allclose(g["weight"], w["weight"], rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(got.input, fa.input, rtol=1e-10, atol=1e-13)
     assert not np.allclose(got.layers[0]["weight"], bp.layers[0]["weight"], rtol=1e-3)
@@ -135,7 +135,7 @@ def test_feedback_gets_no_gradient_and_survives_optimiser(mode):
         opt.zero_grad()
         nn.functional.mse_loss(model(torch.randn(8, 6)), torch.randn(8, 2)).backward()
         opt.step()
-    for m, b in zip(model[::2], before):
+    for m, b in zip(model[::2], before, strict=True):
         assert m.feedback.grad is None and not m.feedback.requires_grad
         torch.testing.assert_close(m.feedback, b, rtol=0, atol=0)
     assert not torch.equal(model[0].weight, w_before)
@@ -157,7 +157,7 @@ def test_state_dict_round_trip_reproduces_outputs_and_gradients(tmp_path):
     torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
     for m in (a, b):
         nn.functional.mse_loss(m(x), torch.ones(5, 3)).backward()
-    for ma, mb in zip(a[::2], b[::2]):
+    for ma, mb in zip(a[::2], b[::2], strict=True):
         torch.testing.assert_close(ma.weight.grad, mb.weight.grad, rtol=0, atol=0)
 
 
@@ -202,7 +202,7 @@ def test_from_linear_copies():
 def test_params_round_trip():
     layers = init_mlp([3, 4, 2], activation="sigmoid", seed=1)
     back = params_from_mlp(mlp_from_params(layers))
-    for p, q in zip(layers, back):
+    for p, q in zip(layers, back, strict=True):
         np.testing.assert_array_equal(p.weight, q.weight)
         np.testing.assert_array_equal(p.feedback, q.feedback)
         assert p.activation == q.activation
@@ -227,13 +227,15 @@ def _unchanged(layer, snap):
 def test_wrong_input_dimension():
     layer = LinearFA(50, 60)
     snap = _snapshot(layer)
-    with pytest.raises(ValueError, match=r"LinearFA\(in_features=50, out_features=60.*shape \(64, 40\).*\(\.\.\., 50\)"):
+    msg = r"LinearFA\(in_features=50, out_features=60.*shape \(64, 40\).*\(\.\.\., 50\)"
+    with pytest.raises(ValueError, match=msg):
         layer(torch.randn(64, 40))
     assert _unchanged(layer, snap)
 
 
 def test_feedback_not_shaped_like_weight():
-    with pytest.raises(ValueError, match=r"feedback must have the weight's shape \(out, in\) = \(3, 4\), got \(4, 3\)"):
+    msg = r"feedback must have the weight's shape \(out, in\) = \(3, 4\), got \(4, 3\)"
+    with pytest.raises(ValueError, match=msg):
         fa_linear(torch.randn(2, 4), torch.randn(3, 4), torch.randn(4, 3))
     layer = LinearFA(4, 3)
     snap = _snapshot(layer)
@@ -245,7 +247,8 @@ def test_feedback_not_shaped_like_weight():
 def test_integer_tensors():
     layer = LinearFA(4, 3)
     snap = _snapshot(layer)
-    with pytest.raises(TypeError, match=r"LinearFA\(in_features=4.*x must be a floating-point tensor, got dtype torch.int64"):
+    msg = r"LinearFA\(in_features=4.*x must be a floating-point tensor, got dtype torch.int64"
+    with pytest.raises(TypeError, match=msg):
         layer(torch.ones(2, 4, dtype=torch.int64))
     with pytest.raises(TypeError, match="weight must be a floating-point"):
         fa_linear(torch.ones(2, 4), torch.ones(3, 4, dtype=torch.int32), torch.ones(3, 4))

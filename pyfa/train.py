@@ -1,0 +1,536 @@
+"""Training FA networks from Python, with either backend, and the ``pyfa train`` command.
+
+`train` builds an MLP from seeded numpy weights and feedback matrices (`pyfa.network.init_mlp`), so
+both backends start from the very same network; trains it with the mean squared error (one-hot
+targets for classification: see `pyfa.data`) and minibatches drawn in the order of
+``numpy.random.default_rng(seed).permutation`` each epoch; and returns a `History` of per-epoch
+metrics plus the trained model:
+
+- ``backend="torch"``: `pyfa.torch.mlp_from_params` -> an ``nn.Sequential`` of `LinearFA` layers,
+  trained with ``torch.optim`` (SGD, SGD with momentum, Adam).
+- ``backend="julia"``: ``pyfa.julia.JuliaChain`` -> a Flux chain of ``DenseFA`` layers trained with
+  Flux's explicit API (``Flux.setup`` / ``withgradient`` / ``update!``) through the bridge.
+
+The same seed gives the same history on rerun (up to ``epoch_time``). The alignment angles
+(`pyfa.metrics`) are computed on the numpy weights after every epoch, on a fixed probe batch (the
+first `probe_size` training samples), so they mean the same for both backends.
+
+This module imports neither torch nor juliacall at import time: ``pyfa train --backend julia``
+must be able to start Julia before torch is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pyfa import metrics
+from pyfa.data import Dataset, load_dataset
+from pyfa.network import ACTIVATIONS, MODES, DenseParams, init_mlp
+
+BACKENDS = ("torch", "julia")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+#: Learning rate used when none is given (MSE on one-hot targets: plain SGD needs a large step).
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3}
+
+
+@dataclass
+class History:
+    """Per-epoch record of one training run.
+
+    Lists have one entry per epoch (epoch 1 first). ``loss`` is the mean training loss over the
+    epoch's minibatches (as trained: the model changes during the epoch); ``test_loss``,
+    ``train_acc`` and ``test_acc`` are measured after the epoch on the whole sets (accuracies stay
+    empty for regression). ``weight_feedback_angle[e][i]`` and ``update_angle[e][i]`` are layer i's
+    angles in degrees after epoch e+1 (`pyfa.metrics`). ``epoch_time`` is the wall time of the
+    epoch's training steps in seconds (evaluation excluded). ``initial`` holds the same
+    measurements before training (test_loss, train_acc, test_acc, both angle lists).
+    ``config`` records how the run was made (backend, mode, sizes, optimiser, seed, ...).
+    """
+
+    config: dict = field(default_factory=dict)
+    loss: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    weight_feedback_angle: list[list[float]] = field(default_factory=list)
+    update_angle: list[list[float]] = field(default_factory=list)
+    epoch_time: list[float] = field(default_factory=list)
+    initial: dict = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.loss)
+
+    @property
+    def mode(self) -> str:
+        return self.config.get("mode", "?")
+
+    @property
+    def task(self) -> str:
+        return self.config.get("task", "classification" if self.test_acc else "regression")
+
+    def summary(self) -> dict:
+        """The last epoch's numbers and the total training time."""
+        out = {"mode": self.mode, "backend": self.config.get("backend"), "epochs": self.epochs}
+        if self.epochs:
+            out["loss"] = self.loss[-1]
+            out["test_loss"] = self.test_loss[-1]
+            if self.test_acc:
+                out["train_acc"] = self.train_acc[-1]
+                out["test_acc"] = self.test_acc[-1]
+            out["weight_feedback_angle"] = self.weight_feedback_angle[-1]
+            out["update_angle"] = self.update_angle[-1]
+        out["train_time"] = float(sum(self.epoch_time))
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """Strict JSON (NaN written as null); also written to `path` if given."""
+        text = json.dumps(_nan_to_none(self.to_dict()), indent=1, allow_nan=False)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | os.PathLike) -> History:
+        """From a `to_json` string or a path to a file holding one."""
+        text = os.fspath(text_or_path)
+        if not text.lstrip().startswith("{"):
+            text = Path(text).read_text()
+        d = json.loads(text)
+        known = {f: d[f] for f in cls.__dataclass_fields__ if f in d}
+        for k in ("loss", "test_loss", "train_acc", "test_acc", "epoch_time"):
+            if k in known:
+                known[k] = [_none_to_nan(v) for v in known[k]]
+        for k in ("weight_feedback_angle", "update_angle"):
+            if k in known:
+                known[k] = [[_none_to_nan(v) for v in row] for row in known[k]]
+        if "initial" in known:
+            known["initial"] = {
+                k: ([_none_to_nan(v) for v in val] if isinstance(val, list) else _none_to_nan(val))
+                for k, val in known["initial"].items()
+            }
+        return cls(**known)
+
+    def same_curves(self, other: History) -> bool:
+        """True if every recorded number but the timings is identical (NaN equal to NaN)."""
+        a, b = self.to_dict(), other.to_dict()
+        a.pop("epoch_time"), b.pop("epoch_time")
+        return json.dumps(_nan_to_none(a), sort_keys=True) == json.dumps(
+            _nan_to_none(b), sort_keys=True
+        )
+
+
+def train(
+    backend: str = "torch",
+    hidden: tuple[int, ...] | list[int] = (256,),
+    activation: str = "relu",
+    mode: str = "fa",
+    dataset: str | Dataset = "digits",
+    optimizer: str = "adam",
+    lr: float | None = None,
+    momentum: float = 0.9,
+    epochs: int = 20,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = True,
+    device: str = "cpu",
+    *,
+    sizes: tuple[int, ...] | list[int] | None = None,
+    probe_size: int = 256,
+    threads: int | None = 1,
+):
+    """Train an MLP of FA layers; return ``(history, model)``.
+
+    Args:
+        backend: ``"torch"`` (model: ``nn.Sequential`` of `LinearFA`) or ``"julia"`` (model:
+            ``pyfa.julia.JuliaChain``; raises ``pyfa.julia.JuliaUnavailableError`` if Julia cannot
+            start).
+        hidden: hidden layer widths; the input and output widths come from the dataset. Or give
+            `sizes`, the full list (input, hidden..., output), which must fit the dataset.
+        activation: hidden activation (identity, relu, tanh, sigmoid); the output layer is linear.
+        mode: ``fa``, ``bp``, ``usf``, ``brsf`` or ``frsf`` (`pyfa.network.MODES`).
+        dataset: ``"digits"``, ``"forum"``, a path to a ``.npz`` (see `pyfa.data.load_dataset`) or a
+            `pyfa.data.Dataset` (e.g. from `pyfa.data.from_arrays`).
+        optimizer: ``"sgd"``, ``"momentum"`` (SGD with momentum `momentum`) or ``"adam"``;
+            `lr` defaults to `DEFAULT_LR`.
+        epochs, batch_size, seed: seed fixes the initial weights and feedback matrices
+            (`init_mlp(seed=seed)`) and the minibatch order (``default_rng(seed)``).
+        progress: a tqdm bar per epoch (on stderr) with the running loss, then the accuracies.
+        device: torch device for the torch backend (``"cpu"``, ``"cuda"``); the Julia backend runs
+            on the CPU.
+        probe_size: how many training samples (the first ones) the update angles are measured on.
+        threads: torch's intra-op CPU threads while training (restored afterwards). Small MLPs train
+            fastest on one thread, and on a busy machine more threads can be many times slower;
+            ``None`` keeps torch's setting. Ignored by the Julia backend.
+
+    The defaults (relu, one hidden layer of 256, Adam lr 1e-3, batch 32, 20 epochs) reach about
+    97-98 % test accuracy on digits with mode fa and 98-99 % with bp.
+    """
+    _check_choice("backend", backend, BACKENDS)
+    _check_choice("mode", mode, MODES)
+    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    _check_choice("activation", activation, ACTIVATIONS)
+    if int(epochs) != epochs or epochs < 0:
+        raise ValueError(f"epochs must be a whole number >= 0, got {epochs!r}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if backend == "julia" and str(device) != "cpu":
+        raise ValueError("device applies to the torch backend; the Julia backend trains on the CPU")
+
+    ds = load_dataset(dataset)
+    if sizes is None:
+        sizes = (ds.n_features, *[int(h) for h in hidden], ds.n_outputs)
+    sizes = tuple(int(s) for s in sizes)
+    if sizes[0] != ds.n_features or sizes[-1] != ds.n_outputs:
+        raise ValueError(
+            f"sizes {sizes} do not fit dataset {ds.name!r}: it has {ds.n_features} inputs and "
+            f"{ds.n_outputs} outputs"
+        )
+    layers = init_mlp(sizes, activation, "identity", seed=seed, dtype=np.float32)
+
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be >= 1 or None, got {threads!r}")
+    runner = (_TorchRunner if backend == "torch" else _JuliaRunner)(
+        layers, mode, optimizer, lr, momentum, device, seed
+    )
+    try:
+        runner.set_threads(threads)
+        history = _fit(runner, ds, mode, epochs, batch_size, seed, progress, probe_size,
+                       config=dict(backend=backend, sizes=sizes, activation=activation,
+                                   optimizer=optimizer, lr=lr, momentum=momentum, device=device,
+                                   threads=threads))
+    finally:
+        runner.close()
+    return history, runner.model
+
+
+def _fit(runner, ds, mode, epochs, batch_size, seed, progress, probe_size, config):
+    from pyfa import __version__
+
+    c = config
+    history = History(
+        config={
+            "backend": c["backend"], "mode": mode, "dataset": ds.name, "task": ds.task,
+            "n_classes": ds.n_classes, "sizes": list(c["sizes"]), "activation": c["activation"],
+            "optimizer": c["optimizer"], "lr": c["lr"], "momentum": c["momentum"],
+            "epochs": int(epochs), "batch_size": int(batch_size), "seed": int(seed),
+            "device": str(c["device"]), "threads": c["threads"],
+            "probe_size": int(min(probe_size, len(ds.x_train))),
+            "n_train": len(ds.x_train), "n_test": len(ds.x_test), "pyfa_version": __version__,
+        }
+    )
+    probe = (ds.x_train[:probe_size], ds.y_train[:probe_size])
+    history.initial = _evaluate(runner, ds, mode, probe)
+
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    n = len(ds.x_train)
+    n_batches = math.ceil(n / batch_size)
+    width = len(str(epochs))
+    for epoch in range(1, int(epochs) + 1):
+        perm = rng.permutation(n)
+        bar = tqdm(
+            total=n_batches, desc=f"{c['backend']}/{mode} epoch {epoch:>{width}}/{epochs}",
+            unit="batch", disable=not progress, leave=True, file=sys.stderr, dynamic_ncols=True,
+        )
+        total, seen = 0.0, 0
+        t0 = time.perf_counter()
+        for b in range(n_batches):
+            idx = perm[b * batch_size : (b + 1) * batch_size]
+            loss = runner.step(ds.x_train[idx], ds.y_train[idx])
+            total += loss * len(idx)
+            seen += len(idx)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
+        elapsed = time.perf_counter() - t0
+        ev = _evaluate(runner, ds, mode, probe)
+        history.loss.append(total / max(seen, 1))
+        history.test_loss.append(ev["test_loss"])
+        if ds.task == "classification":
+            history.train_acc.append(ev["train_acc"])
+            history.test_acc.append(ev["test_acc"])
+        history.weight_feedback_angle.append(ev["weight_feedback_angle"])
+        history.update_angle.append(ev["update_angle"])
+        history.epoch_time.append(elapsed)
+        post = {"loss": f"{history.loss[-1]:.4f}"}
+        if ds.task == "classification":
+            post.update(train_acc=f"{ev['train_acc']:.3f}", test_acc=f"{ev['test_acc']:.3f}")
+        else:
+            post.update(test_loss=f"{ev['test_loss']:.4f}")
+        bar.set_postfix(post, refresh=True)
+        bar.close()
+    return history
+
+
+def _evaluate(runner, ds: Dataset, mode: str, probe) -> dict:
+    params = runner.params()
+    out = {}
+    test_pred = runner.predict(ds.x_test)
+    out["test_loss"] = float(np.mean((test_pred.astype(np.float64) - ds.y_test) ** 2))
+    if ds.task == "classification":
+        out["train_acc"] = metrics.accuracy(runner.predict(ds.x_train), ds.y_train)
+        out["test_acc"] = metrics.accuracy(test_pred, ds.y_test)
+    out["weight_feedback_angle"] = metrics.weight_feedback_angles(params, mode)
+    out["update_angle"] = metrics.update_angles(params, probe[0], probe[1], mode)
+    return out
+
+
+class _TorchRunner:
+    def __init__(self, layers, mode, optimizer, lr, momentum, device, seed):
+        import torch
+
+        from pyfa.torch import mlp_from_params, params_from_mlp
+
+        self._torch = torch
+        self._params_from_mlp = params_from_mlp
+        self.device = torch.device(device)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed))  # brsf's per-step draws
+        self.model = mlp_from_params(layers, mode, device=self.device, generator=gen)
+        ps = self.model.parameters()
+        if optimizer == "adam":
+            self.opt = torch.optim.Adam(ps, lr=lr)
+        else:
+            mom = momentum if optimizer == "momentum" else 0.0
+            self.opt = torch.optim.SGD(ps, lr=lr, momentum=mom)
+
+    def set_threads(self, threads: int | None) -> None:
+        self._saved_threads = self._torch.get_num_threads()
+        if threads is not None and self.device.type == "cpu":
+            self._torch.set_num_threads(int(threads))
+
+    def close(self) -> None:
+        saved = getattr(self, "_saved_threads", None)
+        if saved is not None and self._torch.get_num_threads() != saved:
+            self._torch.set_num_threads(saved)
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> float:
+        torch = self._torch
+        xt = torch.from_numpy(x).to(self.device)
+        yt = torch.from_numpy(y).to(self.device)
+        self.opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(self.model(xt), yt)
+        loss.backward()
+        self.opt.step()
+        return float(loss.item())
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.no_grad():
+            return self.model(torch.from_numpy(x).to(self.device)).cpu().numpy()
+
+    def params(self) -> list[DenseParams]:
+        return self._params_from_mlp(self.model)
+
+
+class _JuliaRunner:
+    def __init__(self, layers, mode, optimizer, lr, momentum, device, seed):
+        from pyfa import julia
+
+        if not julia.available():
+            raise julia.JuliaUnavailableError(julia.unavailable_reason())
+        self.model = julia.JuliaChain.from_params(layers, mode=mode, dtype=np.float32)
+        self.model.setup_optimiser(optimizer, lr=lr, momentum=momentum)
+
+    def set_threads(self, threads: int | None) -> None:
+        pass  # Julia's threads are fixed when Julia starts (PYTHON_JULIACALL_THREADS)
+
+    def close(self) -> None:
+        pass
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float(self.model.step(np.ascontiguousarray(x), np.ascontiguousarray(y)))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.forward(np.ascontiguousarray(x)), dtype=np.float32)
+
+    def params(self) -> list[DenseParams]:
+        return self.model.to_params()
+
+
+def _check_choice(what: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {tuple(choices)}")
+
+
+def _nan_to_none(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else x
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
+def _none_to_nan(v):
+    return float("nan") if v is None else v
+
+
+# ------------------------------------------------------------------------ the `pyfa train` command
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="default: torch")
+    parser.add_argument("--mode", choices=MODES, default="fa", help="default: fa")
+    parser.add_argument(
+        "--compare", metavar="MODES", default=None,
+        help="comma-separated modes (e.g. fa,bp) trained on the same data and seed and plotted "
+        "together; overrides --mode",
+    )
+    parser.add_argument(
+        "--dataset", default="digits",
+        help="digits (default), forum, or a .npz with x_train, y_train, x_test, y_test",
+    )
+    parser.add_argument(
+        "--hidden", default="256", type=_parse_hidden,
+        help="hidden widths, comma-separated (default: 256; '' for none)",
+    )
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="default: relu")
+    parser.add_argument("--epochs", type=int, default=20, help="default: 20")
+    parser.add_argument("--batch-size", type=int, default=32, help="default: 32")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default: adam")
+    parser.add_argument(
+        "--lr", type=float, default=None,
+        help="learning rate (default: "
+        + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")",
+    )
+    parser.add_argument("--momentum", type=float, default=0.9, help="for --optimizer momentum")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="initial weights, feedback and data order (default: 0)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads while training (default: 1, fastest for small MLPs; "
+        "0: torch's own)",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", default=None,
+        help="write history.json, model.npz (checkpoint) and PNG plots here",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _parse_hidden(text: str) -> tuple[int, ...]:
+    import argparse
+
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        widths = tuple(int(t) for t in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--hidden takes comma-separated widths like 128,64, got {text!r}"
+        ) from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"--hidden widths must be >= 1, got {text!r}")
+    return widths
+
+
+def run(args) -> int:
+    err = sys.stderr
+    if args.compare:
+        modes = [m.strip() for m in args.compare.split(",") if m.strip()]
+        bad = [m for m in modes if m not in MODES]
+        if bad or not modes:
+            print(f"pyfa train: --compare: unknown mode(s) {bad or args.compare!r}; "
+                  f"expected a comma-separated list of {MODES}", file=err)
+            return 2
+        modes = list(dict.fromkeys(modes))
+    else:
+        modes = [args.mode]
+
+    if args.backend == "julia":
+        try:
+            from pyfa import julia
+
+            ok = julia.available()
+            reason = None if ok else julia.unavailable_reason()
+        except Exception as e:  # the bridge itself failed to import
+            ok, reason = False, f"{type(e).__name__}: {e}"
+        if not ok:
+            print(f"pyfa train --backend julia: {reason}", file=err)
+            return 2
+
+    try:
+        dataset = load_dataset(args.dataset)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"pyfa train: {e}", file=err)
+        return 2
+
+    out = Path(args.out) if args.out else None
+    histories: dict[str, History] = {}
+    written: list[Path] = []
+    for mode in modes:
+        try:
+            history, model = train(
+                backend=args.backend, hidden=args.hidden, activation=args.activation, mode=mode,
+                dataset=dataset, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+                epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                progress=not args.no_progress, device=args.device,
+                threads=args.threads or None,
+            )
+        except ValueError as e:
+            print(f"pyfa train: {e}", file=err)
+            return 2
+        histories[mode] = history
+        if out is not None:
+            run_dir = out / mode if len(modes) > 1 else out
+            files = _write_run(run_dir, history, model)
+            written += [run_dir] if len(modes) > 1 else files
+
+    _print_summary(histories)
+    if out is not None:
+        if len(modes) > 1:
+            from pyfa import plots
+
+            (out / "histories.json").write_text(
+                json.dumps({m: json.loads(h.to_json()) for m, h in histories.items()}, indent=1)
+                + "\n"
+            )
+            written += [out / "histories.json", *plots.save_compare_plots(histories, out)]
+        print("wrote: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _write_run(run_dir: Path, history: History, model) -> list[Path]:
+    from pyfa import checkpoint, plots
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    history.to_json(run_dir / "history.json")
+    checkpoint.save(run_dir / "model.npz", model, {"history": history.summary(), **history.config},
+                    mode=history.mode)
+    return [run_dir / "history.json", run_dir / "model.npz", *plots.save_plots(history, run_dir)]
+
+
+def _print_summary(histories: dict[str, History]) -> None:
+    for mode, h in histories.items():
+        s = h.summary()
+        parts = [f"{mode:>4}: {s['epochs']} epochs"]
+        if "test_acc" in s:
+            parts.append(f"train acc {s['train_acc']:.4f}  test acc {s['test_acc']:.4f}")
+        if "test_loss" in s:
+            parts.append(f"loss {s['loss']:.4f}  test loss {s['test_loss']:.4f}")
+        if "weight_feedback_angle" in s:
+            wf = ", ".join(f"{a:.1f}" for a in s["weight_feedback_angle"])
+            parts.append(f"W-B angles [{wf}] deg")
+        parts.append(f"{s['train_time']:.1f} s")
+        print("  ".join(parts))
+
+
+__all__ = ["train", "History", "BACKENDS", "OPTIMIZERS", "DEFAULT_LR", "add_arguments", "run"]

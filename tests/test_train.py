@@ -1,0 +1,202 @@
+"""Training with the torch backend, the History record, and the `pyfa train` command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import pyfa.cli
+from pyfa import checkpoint
+from pyfa.data import from_arrays, load_dataset
+from pyfa.network import init_mlp
+from pyfa.torch import params_from_mlp
+from pyfa.train import History, train
+
+SMALL = dict(hidden=(32,), epochs=2, batch_size=64, progress=False)
+
+
+def test_same_seed_same_history_and_weights():
+    h1, m1 = train(seed=3, **SMALL)
+    h2, m2 = train(seed=3, **SMALL)
+    assert h1.same_curves(h2)
+    assert h1.loss == h2.loss and h1.test_acc == h2.test_acc
+    assert h1.update_angle == h2.update_angle
+    for a, b in zip(params_from_mlp(m1), params_from_mlp(m2), strict=True):
+        assert np.array_equal(a.weight, b.weight) and np.array_equal(a.feedback, b.feedback)
+
+
+def test_different_seed_different_history():
+    h1, m1 = train(seed=3, **SMALL)
+    h2, m2 = train(seed=4, **SMALL)
+    assert not h1.same_curves(h2)
+    assert h1.loss != h2.loss
+    assert not np.array_equal(params_from_mlp(m1)[0].feedback, params_from_mlp(m2)[0].feedback)
+
+
+def test_model_starts_from_init_mlp_and_feedback_stays_fixed():
+    h, model = train(seed=5, **SMALL)
+    init = init_mlp([64, 32, 10], "relu", seed=5)
+    trained = params_from_mlp(model)
+    for p, q in zip(init, trained, strict=True):
+        assert np.array_equal(p.feedback, q.feedback)  # B is never trained
+        assert not np.array_equal(p.weight, q.weight)  # W is
+    assert [q.activation for q in trained] == ["relu", "identity"]
+
+
+def test_history_contents_and_json_round_trip(tmp_path):
+    h, _ = train(seed=0, **SMALL)
+    assert h.epochs == 2 and len(h.test_loss) == len(h.train_acc) == len(h.test_acc) == 2
+    assert len(h.epoch_time) == 2 and all(t > 0 for t in h.epoch_time)
+    assert [len(r) for r in h.weight_feedback_angle] == [2, 2]
+    assert [len(r) for r in h.update_angle] == [2, 2]
+    assert set(h.initial) == {"test_loss", "train_acc", "test_acc", "weight_feedback_angle",
+                              "update_angle"}
+    assert all(0 <= a <= 1 for a in h.train_acc + h.test_acc)
+    assert h.config["sizes"] == [64, 32, 10] and h.config["mode"] == "fa"
+    assert h.config["dataset"] == "digits" and h.config["seed"] == 0
+    h.update_angle[0][0] = float("nan")  # NaN (a zero gradient) survives as null in strict JSON
+    text = h.to_json(tmp_path / "h.json")
+    assert "NaN" not in text and json.loads(text)["update_angle"][0][0] is None
+    back = History.from_json(tmp_path / "h.json")
+    assert back.same_curves(h) and back.epoch_time == h.epoch_time
+    assert np.isnan(back.update_angle[0][0])
+    assert History.from_json(text).same_curves(h)
+    s = h.summary()
+    assert s["test_acc"] == h.test_acc[-1] and s["epochs"] == 2
+
+
+def test_fa_aligns_on_digits():
+    """FA's signature: the top layer's W turns towards its fixed B, and the first layer's update
+    towards backprop's, both well below 90 degrees after a few epochs."""
+    h, _ = train(mode="fa", hidden=(256,), epochs=4, seed=0, progress=False)
+    wf = [h.initial["weight_feedback_angle"][1]] + [r[1] for r in h.weight_feedback_angle]
+    assert all(b < a for a, b in zip(wf, wf[1:], strict=False)), wf  # falls every epoch
+    assert wf[0] > 87 and wf[-1] < 86, wf
+    assert h.update_angle[-1][0] < 88 and h.update_angle[-1][1] == pytest.approx(0, abs=1e-3)
+    # layer 1's B only carries dL/dx, which nothing learns from: it stays unaligned
+    assert 85 < h.weight_feedback_angle[-1][0] < 95
+    assert h.test_acc[-1] > 0.85
+
+
+def test_bp_angles_are_zero_and_learns():
+    h, _ = train(mode="bp", hidden=(256,), epochs=2, seed=0, progress=False)
+    assert np.allclose(h.weight_feedback_angle, 0, atol=1e-3)
+    assert np.allclose(h.update_angle, 0, atol=1e-3)
+    assert h.test_acc[-1] > 0.85
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_optimizers_reduce_the_loss(optimizer):
+    h, _ = train(optimizer=optimizer, hidden=(64,), epochs=2, seed=1, progress=False)
+    assert h.test_loss[-1] < h.initial["test_loss"]
+    assert h.config["optimizer"] == optimizer and h.config["lr"] > 0
+
+
+def test_regression_on_forum_and_user_arrays():
+    h, model = train(dataset="forum", hidden=(32,), epochs=2, seed=0, progress=False)
+    assert h.train_acc == [] and h.test_acc == [] and h.config["task"] == "regression"
+    assert h.test_loss[-1] < 0.8 * h.initial["test_loss"]
+    d = load_dataset("forum")
+    small = from_arrays(d.x_train[:200], d.y_train[:200], d.x_test[:50], d.y_test[:50])
+    h2, _ = train(dataset=small, hidden=(8,), epochs=1, seed=0, progress=False, mode="usf")
+    assert h2.config["dataset"] == "arrays" and h2.config["sizes"] == [50, 8, 2]
+
+
+def test_threads_are_restored():
+    before = torch.get_num_threads()
+    train(threads=1, **SMALL)
+    assert torch.get_num_threads() == before
+
+
+def test_progress_bar_shows_loss_and_accuracy(capsys):
+    train(hidden=(16,), epochs=1, batch_size=128, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "loss=" in err and "test_acc=" in err
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(mode="kp2"), "unknown mode 'kp2'"),
+        (dict(backend="jax"), "unknown backend 'jax'"),
+        (dict(optimizer="rmsprop"), "unknown optimizer 'rmsprop'"),
+        (dict(epochs=-1), "epochs"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(lr=0.0), "lr must be > 0"),
+        (dict(sizes=(10, 5, 10)), r"sizes \(10, 5, 10\) do not fit dataset 'digits': it has 64"),
+        (dict(backend="julia", device="cuda"), "device applies to the torch backend"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train(**{**SMALL, **kwargs})
+
+
+def is_png(path):
+    data = path.read_bytes()
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_cli_train_writes_history_checkpoint_and_plots(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = pyfa.cli.main(["train", "--epochs", "2", "--hidden", "32", "--batch-size", "64",
+                        "--seed", "1", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "alignment.png", "curves.png", "history.json", "model.npz"]
+    h = History.from_json(out / "history.json")
+    assert h.epochs == 2 and h.config["sizes"] == [64, 32, 10] and h.config["seed"] == 1
+    assert is_png(out / "curves.png") and is_png(out / "alignment.png")
+    # the checkpoint holds the trained model, feedback included, and reproduces its test accuracy
+    model = checkpoint.load(out / "model.npz", backend="torch")
+    d = load_dataset("digits")
+    with torch.no_grad():
+        pred = model(torch.from_numpy(d.x_test)).numpy()
+    assert np.mean(pred.argmax(1) == d.labels_test) == pytest.approx(h.test_acc[-1])
+    assert checkpoint.read_meta(out / "model.npz")["mode"] == "fa"
+    printed = capsys.readouterr().out
+    assert "test acc" in printed and str(out) in printed
+
+
+def test_cli_compare_trains_each_mode_from_the_same_start(tmp_path):
+    out = tmp_path / "cmp"
+    rc = pyfa.cli.main(["train", "--compare", "fa,bp", "--epochs", "1", "--hidden", "16",
+                        "--batch-size", "128", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    for mode in ("fa", "bp"):
+        assert (out / mode / "history.json").is_file() and (out / mode / "model.npz").is_file()
+    assert is_png(out / "compare_curves.png") and is_png(out / "compare_alignment.png")
+    hs = {m: History.from_json(json.dumps(v))
+          for m, v in json.loads((out / "histories.json").read_text()).items()}
+    assert list(hs) == ["fa", "bp"]
+    # same seed: same initial weights, so the same loss before training; then they differ
+    assert hs["fa"].initial["test_loss"] == hs["bp"].initial["test_loss"]
+    assert hs["fa"].loss != hs["bp"].loss
+    fa_b = checkpoint.load(out / "fa" / "model.npz")[0].feedback
+    bp_b = checkpoint.load(out / "bp" / "model.npz")[0].feedback
+    assert np.array_equal(fa_b, bp_b)
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert pyfa.cli.main(["train", "--compare", "fa,nope", "--no-progress"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert pyfa.cli.main(["train", "--dataset", "mnist", "--no-progress"]) == 2
+    assert "unknown dataset 'mnist'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pyfa.cli.main(["train", "--hidden", "12,x"])
+
+
+def test_cli_julia_unavailable_exits_2_with_reason(tmp_path, capsys):
+    from pyfa import julia
+
+    if julia.available():
+        pytest.skip("Julia is available here: the unavailable path cannot be exercised")
+    rc = pyfa.cli.main(["train", "--backend", "julia", "--epochs", "1", "--out",
+                        str(tmp_path / "j"), "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "pyfa train --backend julia: " in err and julia.unavailable_reason() in err
+    assert not (tmp_path / "j").exists()
+    with pytest.raises(julia.JuliaUnavailableError):
+        train(backend="julia", **SMALL)
