@@ -344,6 +344,7 @@ class _JuliaRunner:
 
         if not julia.available():
             raise julia.JuliaUnavailableError(julia.unavailable_reason())
+        julia.seed(seed)  # brsf's per-step draws
         self.model = julia.JuliaChain.from_params(layers, mode=mode, dtype=np.float32)
         self.model.setup_optimiser(optimizer, lr=lr, momentum=momentum)
 

@@ -27,8 +27,16 @@ def julia_or_skip():
     import pyfa.julia
 
     if not pyfa.julia.available():
-        pytest.skip(pyfa.julia.unavailable_reason() or "Julia is not available")
+        pytest.skip(skip_reason())
     return pyfa.julia.load()
+
+
+def skip_reason() -> str:
+    """The gist of `pyfa.julia.unavailable_reason()`, short enough for pytest's skip summary."""
+    import pyfa.julia
+    from pyfa.crosscheck import one_line
+
+    return one_line(pyfa.julia.unavailable_reason() or "Julia is not available")
 
 
 def read_project_toml(text: str) -> dict:

@@ -29,6 +29,7 @@ REGISTERED = {
     "Optimisers": "3bd65402-5787-11e9-1adc-39752487f4e2",
     "Random": "9a3f8284-a2c9-5f02-9a11-845980a1fd5c",
     "Test": "8dfed614-e22c-5e08-85e1-65c5234f0b40",
+    "Pkg": "44cfe95a-1eb2-52ea-b672-e2afdf69b78f",
     "ChainRulesTestUtils": "cdddcdb0-9152-4a09-a978-84456f9df70a",
     "CUDA": "052768ef-5323-5732-b1bb-66c8b64840ba",
     "cuDNN": "02a925ec-e4fe-4b08-9a7e-0d78e3d38ccd",
@@ -148,7 +149,7 @@ def test_juliapkg_json_matches_the_julia_package():
                 assert pkgs[name]["uuid"] == uuid
     assert project["compat"]["julia"] == "1.10"
     assert project["compat"]["Flux"] == "0.16"
-    assert set(project["targets"]["test"]) == {"ChainRulesTestUtils", "Test"}
+    assert set(project["targets"]["test"]) == {"ChainRulesTestUtils", "Pkg", "Test"}
     assert (pyfa_dir / "src" / "PyFA.jl").is_file()
     assert (pyfa_dir / "test" / "runtests.jl").is_file()
 

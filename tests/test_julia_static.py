@@ -71,8 +71,9 @@ REAL_UUIDS = {
     "Random": "9a3f8284-a2c9-5f02-9a11-845980a1fd5c",
     "LinearAlgebra": "37e2e46d-f89d-539d-b4ee-838fcccc9c8e",
     "Statistics": "10745b16-79ce-11e8-11f9-7d13ad32a3b2",
+    "Pkg": "44cfe95a-1eb2-52ea-b672-e2afdf69b78f",
 }
-STDLIBS = {"Test", "Random", "LinearAlgebra", "Statistics"}
+STDLIBS = {"Test", "Random", "LinearAlgebra", "Statistics", "Pkg"}
 
 # fatou findings accepted on purpose: (file name, rule, text in the message) -> why.
 ALLOWED = {

@@ -5,6 +5,7 @@ Needs a working Julia (through juliacall); skipped, with the reason, where there
 
 import numpy as np
 import pytest
+from julia_helpers import skip_reason
 
 from pyfa import checkpoint
 from pyfa.data import load_dataset
@@ -18,7 +19,7 @@ def julia():
     from pyfa import julia
 
     if not julia.available():
-        pytest.skip(julia.unavailable_reason())
+        pytest.skip(skip_reason())
     return julia
 
 

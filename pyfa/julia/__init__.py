@@ -38,6 +38,7 @@ __all__ = [
     "unavailable_reason",
     "load",
     "enable_gpu",
+    "seed",
     "JuliaChain",
     "OPTIMISERS",
     "JULIA_UUIDS",
@@ -115,23 +116,31 @@ def enable_gpu() -> bool:
     """Add CUDA.jl and cuDNN.jl to the juliapkg environment and load them; ``CUDA.functional()``.
 
     The packages are recorded with juliapkg (``juliapkg.add``, registered UUIDs in `JULIA_UUIDS`)
-    in the environment's own deps file, so later sessions load them too. Best called before Julia
-    starts; if it is already running, the packages are installed by a separate Julia process
-    (``juliapkg.resolve``) and then loaded here. Needs network the first time (CUDA artifacts are
-    large). Afterwards `JuliaChain.gpu()` moves a model to the GPU (Flux's ``gpu``).
+    in the environment's own deps file, so later sessions load them too. Call it before Julia
+    starts (before `load`, `available` or any `JuliaChain`): re-resolving the environment under a
+    running Julia could change packages it has already loaded, so that raises RuntimeError and
+    records nothing. Needs network the first time (CUDA artifacts are large). Afterwards
+    `JuliaChain.gpu()` moves a model to the GPU (Flux's ``gpu``).
     """
     import juliapkg
 
     with _lock:
+        if _state["main"] is not None and not _state["gpu"]:
+            raise RuntimeError(
+                "pyfa.julia.enable_gpu() must run before Julia starts: restart Python and call it "
+                "before pyfa.julia.load() (or anything that starts Julia)"
+            )
         for name, uuid in JULIA_UUIDS.items():
             juliapkg.add(name, uuid, version=GPU_VERSIONS[name])
-        started = _state["main"] is not None
-        if started:
-            juliapkg.resolve()
         main = load()
         main.seval("using CUDA, cuDNN")
         _state["gpu"] = bool(main.seval("CUDA.functional()"))
         return _state["gpu"]
+
+
+def seed(seed: int) -> None:
+    """Seed Julia's default RNG (``Random.seed!``): mode "brsf" redraws its feedback from it."""
+    _bridge().seed_b(int(seed))
 
 
 def _bridge():

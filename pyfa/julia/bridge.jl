@@ -2,12 +2,14 @@
 # pyfa.julia.load() includes this file once into Main. Layout: numpy arrays arrive as zero-copy
 # PyArrays with numpy's shape; the Python side passes data as `x.T` of a C-order (batch, features)
 # array, which is Flux's (features, batch) column-major layout. Weights are copied into Julia Arrays
-# once; data stay PyArrays (DenseFA and its rrule take any AbstractMatrix). Everything returned is a
-# host Array or `nothing`; the Python side copies it.
+# once; data cross as PyArray views and are copied once into a dense Array (a PyArray is no
+# StridedArray, so products with it would skip BLAS). Everything returned is a host Array or
+# `nothing`; the Python side copies it.
 module PyFABridge
 
 using Flux: Flux
 using PyFA: DenseFA
+using Random: Random
 
 const ACTIVATIONS = Dict{String,Function}(
     "identity" => identity, "relu" => Flux.relu, "tanh" => tanh, "sigmoid" => Flux.sigmoid)
@@ -27,7 +29,7 @@ _host(a::AbstractArray) = Array(a)
 _host(::Nothing) = nothing
 
 _on_gpu(model) = !(first(model.layers).weight isa Array)
-_to_model(model, x) = _on_gpu(model) ? Flux.gpu(Array(x)) : x
+_to_model(model, x) = _on_gpu(model) ? Flux.gpu(Array(x)) : Array(x)
 
 forward(model, x) = _host(model(_to_model(model, x)))
 
@@ -63,6 +65,9 @@ end
 """Per layer (weight, feedback, bias or nothing), on the host."""
 layer_params(model) = map(l -> (_host(l.weight), _host(l.feedback), l.bias === false ? nothing : _host(l.bias)),
                     model.layers)
+
+"""Seed Julia's default RNG, which mode :brsf draws its feedback from on every pass."""
+seed!(seed::Integer) = (Random.seed!(seed); nothing)
 
 to_gpu(model) = Flux.gpu(model)
 to_cpu(model) = Flux.cpu(model)
