@@ -72,4 +72,52 @@ seed!(seed::Integer) = (Random.seed!(seed); nothing)
 to_gpu(model) = Flux.gpu(model)
 to_cpu(model) = Flux.cpu(model)
 
+# ---- the forum reproduction (pyfa/julia/forum.py) ----
+# The post ran Chain(DenseFA(50, 60), DenseFA(60, 40), DenseFA(40, 2)) on x = rand(Float32, 50, 64),
+# y = rand(Float32, 2, 64) with Flux.Losses.mse, taking the implicit
+# `gradient(() -> loss(model(x), y), Flux.params(model))` (deprecated since Flux 0.15; Zygote ignores
+# the bare rule in explicit mode just the same). Here the weights, feedback matrices and data come
+# from Python so that the gradients can be compared with pyfa's numpy oracle. Biases and
+# activations, which the post's layer did not have, live in a separate `BiasAct` layer so that the
+# post's `DenseFA` is used exactly as posted.
+
+"""Bias and activation after a forum `DenseFA` (whose layer had neither): `σ.(X .+ b)`."""
+struct BiasAct{V, F}
+    b::V  # a vector, or `false` for no bias
+    σ::F
+end
+(l::BiasAct)(X) = l.σ.(X .+ l.b)
+
+"""
+    forum_gradients(DenseLayer, rrule_calls, x, y, activations, W1, B1, b1, W2, B2, b2, ...)
+
+Run a forum snippet's layer type `DenseLayer` (built as `DenseLayer(W, B)`, with its weight in
+field `W`) in a chain on `x` (in, batch) and `y` (out, batch); per layer a weight and a feedback
+matrix (out, in) and a bias (out) or `nothing`; `activations` names each layer's activation,
+comma-separated. `rrule_calls` is the snippet's counter of how often its rule ran. Returns
+`(loss, weight gradients, bias gradients or nothing, input gradient, rrule calls)`.
+"""
+function forum_gradients(DenseLayer, rrule_calls::Ref{Int}, x, y,
+                         activations::AbstractString, params...)
+    layers = Any[]
+    dense_at, bias_at = Int[], Int[]
+    for (i, act) in enumerate(split(activations, ","))
+        W, B, b = params[3i - 2], params[3i - 1], params[3i]
+        push!(layers, DenseLayer(Matrix{Float32}(W), Matrix{Float32}(B)))
+        push!(dense_at, length(layers))
+        push!(bias_at, b === nothing ? 0 : length(layers) + 1)
+        if b !== nothing || act != "identity"
+            push!(layers, BiasAct(b === nothing ? false : Vector{Float32}(b), ACTIVATIONS[act]))
+        end
+    end
+    model = Flux.Chain(layers...)
+    X, Y = Matrix{Float32}(x), Matrix{Float32}(y)
+    rrule_calls[] = 0
+    res = Flux.withgradient((m, X) -> Flux.Losses.mse(m(X), Y), model, X)
+    gm, gX = res.grad
+    weights = Tuple(gm.layers[j].W for j in dense_at)
+    biases = Tuple(k == 0 ? nothing : gm.layers[k].b for k in bias_at)
+    return (res.val, weights, biases, gX, rrule_calls[])
+end
+
 end # module PyFABridge

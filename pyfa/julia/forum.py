@@ -64,7 +64,7 @@ def run_forum(
         got = getattr(y, "shape", None)
         raise ValueError(f"target y has shape {got}; the network gives {want}")
 
-    load()  # starts Julia (or raises) before juliacall is imported here
+    bridge = load().PyFABridge  # starts Julia (or raises) before juliacall is imported here
     import juliacall
 
     f32 = [p.astype(np.float32) for p in layers]
@@ -76,7 +76,9 @@ def run_forum(
     for name, path in SNIPPETS.items():
         module = juliacall.newmodule(f"PyFAForum_{name}")
         module.include(str(path))
-        loss, ws, bs, gx, calls = module.pyfa_gradients(xs.T, ys.T, activations, *flat)
+        loss, ws, bs, gx, calls = bridge.forum_gradients(
+            module.DenseFA, module.RRULE_CALLS, xs.T, ys.T, activations, *flat
+        )
         grads = []
         for p, w, b in zip(f32, ws, bs, strict=True):
             g = {"weight": _copy(w, p.weight)}
