@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ FORMAT = "pyfa.checkpoint"
 FORMAT_VERSION = 1
 BACKENDS = ("numpy", "torch", "julia")
 _META_KEY = "__meta__"
+_MIXED = "<mixed>"  # _to_params: the torch model's LinearFA layers have different modes
 
 
 class CheckpointError(ValueError):
@@ -44,18 +46,27 @@ def save(path, model, meta: dict | None = None, *, mode: str | None = None) -> P
     """Write `model` to `path` (exactly that name; ``.npz`` is the usual suffix) atomically.
 
     Args:
-        model: a list of `DenseParams`, a PyTorch model of `LinearFA` layers (e.g. from
-            `pyfa.torch.mlp_from_params`), or a Julia chain with ``to_params()``.
+        model: a list of `DenseParams`, an ``nn.Sequential`` of `LinearFA` layers and activation
+            modules (e.g. from `pyfa.torch.mlp_from_params`), or a Julia chain with
+            ``to_params()``. Other modules (e.g. a custom ``nn.Module`` after
+            `pyfa.torch.convert`) raise TypeError: save their ``state_dict()`` with torch.
         meta: JSON-serialisable extras kept in the file (e.g. the training config); read them back
             with `read_meta`.
         mode: the FA mode to record (default: ``meta["mode"]``, else the torch model's mode, else
-            ``"fa"``). `load` builds models in that mode unless told otherwise.
+            ``"fa"``). `load` builds models in that mode unless told otherwise. A torch model whose
+            layers have different modes is refused (ValueError) unless `mode` is given.
     Returns the path written.
     """
     layers, model_mode = _to_params(model)
+    if model_mode == _MIXED and mode is None:
+        raise ValueError(
+            f"save: the model's LinearFA layers have different modes "
+            f"{[m.mode for m in _fa_layers(model)]}; a checkpoint records one mode for all layers: "
+            "pass mode=... to choose the one `load` will build"
+        )
     check_network(layers)
     meta = dict(meta or {})
-    mode = mode or meta.get("mode") or model_mode or "fa"
+    mode = mode or meta.get("mode") or (None if model_mode == _MIXED else model_mode) or "fa"
     if mode not in MODES:
         raise ValueError(f"save: unknown mode {mode!r}; expected one of {MODES}")
     from pyfa import __version__
@@ -82,17 +93,24 @@ def save(path, model, meta: dict | None = None, *, mode: str | None = None) -> P
         if p.bias is not None:
             arrays[f"layer{i}.bias"] = p.bias
 
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_write(path, write) -> Path:
+    """Write a file atomically: ``write(f)`` fills a temporary binary file in `path`'s folder, which
+    is flushed, fsynced and renamed over `path` (``os.replace``). On any error or interrupt the old
+    file is left as it was and no temporary file remains. Creates the folder. Returns the path."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
-    # mkstemp makes the file 0600; give the checkpoint the old file's mode, or rw-r--r--.
+    # mkstemp makes the file 0600; give the new file the old file's mode, or rw-r--r--.
     file_mode = os.stat(path).st_mode & 0o777 if path.is_file() else 0o644
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, file_mode)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -127,15 +145,11 @@ def load(path, backend: str | None = None, mode: str | None = None, *, device=No
         raise ValueError(f"load: unknown backend {backend!r}; expected None or one of {BACKENDS}")
     with _open(path) as z:
         info = _meta(z, path)
+        _check_keys(z, info, path)
         layers = []
         for i, act in enumerate(info["activations"]):
-            try:
-                w, fb = z[f"layer{i}.weight"], z[f"layer{i}.feedback"]
-                b = z[f"layer{i}.bias"] if info["bias"][i] else None
-            except KeyError as e:
-                raise CheckpointError(
-                    f"checkpoint {os.fspath(path)!r} is incomplete: layer {i} lacks {e}"
-                ) from None
+            w, fb = z[f"layer{i}.weight"], z[f"layer{i}.feedback"]
+            b = z[f"layer{i}.bias"] if info["bias"][i] else None
             try:
                 layers.append(DenseParams(w, fb, b, act))
             except (ValueError, TypeError) as e:
@@ -166,7 +180,8 @@ def load_into(model, path):
     The model's `LinearFA` layers are filled in order. Every shape (and the presence of biases, and,
     for an MLP from `pyfa.torch.mlp_from_params`, the activations) is checked BEFORE anything is
     copied: on a mismatch a `CheckpointError` names the layer and both shapes and the model is left
-    unchanged. Returns `model`.
+    unchanged. Values are cast to the model's dtype, with a UserWarning naming both dtypes when they
+    differ (e.g. a float64 checkpoint into a float32 model). Returns `model`.
     """
     try:
         import torch
@@ -211,6 +226,14 @@ def load_into(model, path):
             f"{where}: layer {i} has activation {saved_acts[i]!r} but the model's layer {i} has "
             f"{model_acts[i]!r} (checkpoint {saved_acts}, model {model_acts})"
         )
+    saved = {str(p.weight.dtype) for p in layers}
+    model_dtypes = {str(m.weight.dtype).removeprefix("torch.") for m in targets}
+    if saved != model_dtypes:
+        warnings.warn(
+            f"load_into: {where} holds {'/'.join(sorted(saved))} arrays but the model's LinearFA "
+            f"layers are {'/'.join(sorted(model_dtypes))}: the values are cast to the model's dtype",
+            UserWarning, stacklevel=2,
+        )
     with torch.no_grad():
         for m, p in zip(targets, layers, strict=True):
             m.weight.copy_(torch.from_numpy(p.weight))
@@ -227,14 +250,30 @@ def _to_params(model) -> tuple[list[DenseParams], str | None]:
         return list(model.to_params()), getattr(model, "mode", None)
     mod = type(model).__module__ or ""
     if mod.startswith("torch") or hasattr(model, "state_dict"):
-        from pyfa.torch import fa_layers, params_from_mlp
+        from pyfa.torch import params_from_mlp
 
-        modes = {m.mode for m in fa_layers(model)}
-        return params_from_mlp(model), (modes.pop() if len(modes) == 1 else None)
-    raise TypeError(
-        f"save: expected a list of DenseParams, a PyTorch LinearFA model or a Julia chain, "
-        f"got {type(model).__name__}"
-    )
+        try:
+            layers = params_from_mlp(model)
+        except TypeError as e:
+            raise TypeError(
+                f"save: cannot save a {type(model).__name__} ({e}): save accepts {_ACCEPTS}; for "
+                "another module, torch.save its state_dict()"
+            ) from None
+        modes = {m.mode for m in _fa_layers(model)}
+        return layers, (modes.pop() if len(modes) == 1 else _MIXED if modes else None)
+    raise TypeError(f"save: expected {_ACCEPTS}, got {type(model).__name__}")
+
+
+_ACCEPTS = (
+    "a list of DenseParams, an nn.Sequential of LinearFA layers and activation "
+    "modules (pyfa.torch.mlp_from_params), or a pyfa.julia.JuliaChain"
+)
+
+
+def _fa_layers(model):
+    from pyfa.torch import fa_layers
+
+    return fa_layers(model)
 
 
 def _open(path):
@@ -248,22 +287,67 @@ def _open(path):
 
 
 def _meta(z, path) -> dict:
+    where = repr(os.fspath(path))
     if _META_KEY not in z.files:
         raise CheckpointError(
-            f"{os.fspath(path)!r} is not a pyfa checkpoint (no {_META_KEY} entry; "
-            f"has {z.files[:6]})"
+            f"{where} is not a pyfa checkpoint (no {_META_KEY} entry; has {z.files[:6]})"
         )
-    info = json.loads(str(z[_META_KEY][()]))
+    try:
+        info = json.loads(str(z[_META_KEY][()]))
+    except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{where}: the {_META_KEY} header is not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(
+            f"{where}: the {_META_KEY} header is a JSON {type(info).__name__}, not an object"
+        )
     if info.get("format") != FORMAT:
+        raise CheckpointError(f"{where} is not a pyfa checkpoint (format {info.get('format')!r})")
+    version = info.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{where}: header format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{os.fspath(path)!r} is not a pyfa checkpoint (format {info.get('format')!r})"
+            f"{where} has checkpoint format {version}, newer than this pyfa ({FORMAT_VERSION}); "
+            "upgrade pyfa"
         )
-    if info.get("format_version", 0) > FORMAT_VERSION:
+    expected = {
+        "sizes": (list, int), "activations": (list, str), "bias": (list, bool),
+        "dtype": (str, None), "mode": (str, None), "meta": (dict, None),
+    }
+    for key, (kind, item) in expected.items():
+        if key not in info:
+            if item is None:
+                continue  # optional
+            raise CheckpointError(f"{where}: the header lacks {key!r}")
+        value = info[key]
+        ok = isinstance(value, kind) and (
+            item is None
+            or all(isinstance(v, item) and (item is bool or not isinstance(v, bool)) for v in value)
+        )
+        if not ok:
+            what = f"a list of {item.__name__}" if item else f"a {kind.__name__}"
+            raise CheckpointError(f"{where}: header {key!r} must be {what}, got {value!r}")
+    n = len(info["activations"])
+    if n == 0 or len(info["bias"]) != n or len(info["sizes"]) != n + 1:
         raise CheckpointError(
-            f"{os.fspath(path)!r} has checkpoint format {info['format_version']}, newer than this "
-            f"pyfa ({FORMAT_VERSION}); upgrade pyfa"
+            f"{where}: header lists {n} activations, {len(info['bias'])} bias flags and "
+            f"{len(info['sizes'])} sizes; expected n >= 1 layers: n, n and n + 1"
         )
     return info
+
+
+def _check_keys(z, info: dict, path) -> None:
+    """The arrays must be exactly those the header's layers call for: none missing, none extra."""
+    want = set()
+    for i, has_bias in enumerate(info["bias"]):
+        want |= {f"layer{i}.weight", f"layer{i}.feedback"} | ({f"layer{i}.bias"} if has_bias else set())
+    have = set(z.files) - {_META_KEY}
+    if have != want:
+        raise CheckpointError(
+            f"checkpoint {os.fspath(path)!r} does not match its header ({len(info['bias'])} "
+            f"layers, bias {info['bias']}): missing arrays {sorted(want - have)}, arrays not in "
+            f"the header {sorted(have - want)}"
+        )
 
 
 def _shapes(layers: list[DenseParams]) -> list[tuple[int, int]]:

@@ -146,7 +146,8 @@ def from_arrays(
         * 1-d float targets: regression with one output (reshaped to (n, 1));
         * 2-d float targets (n, outputs): regression, or classification if ``n_classes`` is given
           (then the rows must be one-hot, with ``n_classes`` columns).
-    - no NaN or infinity anywhere; as many rows in ``y`` as in ``x``.
+    - no NaN or infinity anywhere, checked after the conversion to float32 (so a float64 value
+      beyond float32's range, about 3.4e38, is refused too); as many rows in ``y`` as in ``x``.
 
     Raises ValueError/TypeError naming the array and its shape or dtype.
     """
@@ -157,6 +158,8 @@ def from_arrays(
             raise TypeError(f"{k} must be a numpy array, got {type(a).__name__}")
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{k} must hold real numbers, got dtype {a.dtype}")
+        if a.ndim == 0:
+            raise ValueError(f"{k} must be an array of samples, got a 0-d array (a scalar: {a!r})")
         if a.size == 0 or len(a) == 0:
             raise ValueError(f"{k} is empty (shape {a.shape})")
     for k, a in xs.items():
@@ -176,10 +179,6 @@ def from_arrays(
         raise ValueError(
             f"y_train (shape {y_train.shape}) and y_test (shape {y_test.shape}) disagree in shape"
         )
-    for k, a in {**xs, **ys}.items():
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise ValueError(f"{k} contains NaN or infinity")
-
     integer_labels = y_train.ndim == 1 and y_train.dtype.kind in "biu"
     if integer_labels != (y_test.ndim == 1 and y_test.dtype.kind in "biu"):
         raise TypeError(
@@ -203,15 +202,25 @@ def from_arrays(
                 raise ValueError(f"{k}: one-hot targets must have shape (n, {c}), got {y.shape}")
             if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
                 raise ValueError(f"{k}: with n_classes given, 2-d targets must be one-hot rows")
-        yt, ye = y_train.astype(np.float32), y_test.astype(np.float32)
+        yt, ye = y_train, y_test
     else:
         c = None
-        yt, ye = (y.astype(np.float32).reshape(len(y), -1) for y in (y_train, y_test))
-    return Dataset(
-        np.ascontiguousarray(x_train, dtype=np.float32), np.ascontiguousarray(yt),
-        np.ascontiguousarray(x_test, dtype=np.float32), np.ascontiguousarray(ye),
-        c, name,
-    )
+        yt, ye = (y.reshape(len(y), -1) for y in (y_train, y_test))
+    with np.errstate(over="ignore"):  # an overflow to inf is reported just below, by name
+        out = {
+            "x_train": np.ascontiguousarray(x_train, dtype=np.float32),
+            "y_train": np.array(yt, dtype=np.float32, order="C"),
+            "x_test": np.ascontiguousarray(x_test, dtype=np.float32),
+            "y_test": np.array(ye, dtype=np.float32, order="C"),
+        }
+    arrays = {**xs, **ys}
+    for k, a in out.items():
+        if not np.isfinite(a).all():
+            raise ValueError(
+                f"{k} contains NaN or infinity once converted to float32 (the {arrays[k].dtype} "
+                "values must be finite and within float32's range, about +-3.4e38)"
+            )
+    return Dataset(out["x_train"], out["y_train"], out["x_test"], out["y_test"], c, name)
 
 
 def _digits(seed: int) -> Dataset:

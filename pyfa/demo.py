@@ -32,8 +32,8 @@ def run(args) -> int:
 
         code = cli.main([
             "train", "--backend", "torch", "--dataset", "digits", "--compare", "fa,bp",
-            "--epochs", str(args.epochs), "--out", args.out, "--seed", "0",
-        ])
+            "--epochs", str(args.epochs), "--out", args.out, "--force", "--seed", "0",
+        ])  # --force: the demo rewrites its own folder on every run
         status = status or code
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     return status

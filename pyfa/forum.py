@@ -66,15 +66,7 @@ def torch_cases(layers: list[DenseParams], x, y, fa: Gradients, bp: Gradients) -
                 lin.weight.copy_(m.weight)
                 lin.bias.copy_(m.bias)
             plain[i] = lin
-    xt = torch.tensor(x, requires_grad=True)
-    loss = nn.functional.mse_loss(plain(xt), torch.as_tensor(y))
-    loss.backward()
-    lins = [m for m in plain if isinstance(m, nn.Linear)]
-    bp_got = Gradients(
-        loss.item(),
-        [{"weight": m.weight.grad.numpy().copy(), "bias": m.bias.grad.numpy().copy()} for m in lins],
-        xt.grad.numpy().copy(),
-    )
+    bp_got = mlp_gradients(plain, x, y)
     return [
         ForumCase("torch LinearFA (the port)", VERDICT_FA, verdict(port, fa, bp), port),
         ForumCase("torch nn.Linear (plain backprop)", VERDICT_BP, verdict(bp_got, fa, bp), bp_got),

@@ -429,6 +429,12 @@ def _imports_in(file: SourceFile, scope_node) -> list[Import]:
     return out
 
 
+#: Nodes whose bodies are local scopes: a function named `rrule` defined there is a local closure,
+#: not an attempt at a rule, so PFA001 leaves it alone.
+LOCAL_SCOPES = ("function_definition", "let_statement", "arrow_function_expression", "do_clause",
+                "macro_definition")
+
+
 def _inside(node, kinds: Sequence[str]) -> bool:
     p = node.parent
     while p is not None:
@@ -626,7 +632,7 @@ class _Checker:
             if call is None and name is None:
                 continue
             qual, fname = _callee(call) if call is not None else (None, name)
-            if fname in RULE_NAMES and qual is None:
+            if fname in RULE_NAMES and qual is None and not _inside(n, LOCAL_SCOPES):
                 self.bare_rule(n, call, fname)
             if fname == "rrule" and call is not None:
                 self.concrete_types(n, call)
@@ -1104,6 +1110,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"pyfa lint: {p}: no such file or directory", file=sys.stderr)
             status = 2
     paths = [p for p in args.paths if Path(p).exists()]
+    for p in paths:
+        if Path(p).is_dir() and not _expand([p]):
+            print(f"pyfa lint: {p}: no *.jl files found", file=sys.stderr)
     try:
         findings = lint_paths(paths, select=args.select, ignore=args.ignore)
     except OSError as exc:

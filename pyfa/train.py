@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from pyfa import metrics
+from pyfa.checkpoint import atomic_write
 from pyfa.data import Dataset, load_dataset
 from pyfa.network import ACTIVATIONS, MODES, DenseParams, init_mlp
 
@@ -95,15 +96,16 @@ class History:
         return asdict(self)
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """Strict JSON (NaN written as null); also written to `path` if given."""
+        """Strict JSON: every non-finite number (NaN, +inf, -inf) is written as null, which
+        `from_json` reads back as NaN. Also written to `path`, atomically, if given."""
         text = json.dumps(_nan_to_none(self.to_dict()), indent=1, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            _write_text(path, text)
         return text
 
     @classmethod
     def from_json(cls, text_or_path: str | os.PathLike) -> History:
-        """From a `to_json` string or a path to a file holding one."""
+        """From a `to_json` string or a path to a file holding one (null numbers become NaN)."""
         text = os.fspath(text_or_path)
         if not text.lstrip().startswith("{"):
             text = Path(text).read_text()
@@ -169,10 +171,15 @@ def train(
         progress: a tqdm bar per epoch (on stderr) with the running loss, then the accuracies.
         device: torch device for the torch backend (``"cpu"``, ``"cuda"``); the Julia backend runs
             on the CPU.
-        probe_size: how many training samples (the first ones) the update angles are measured on.
+        probe_size: how many training samples (the first ones, >= 1) the update angles are
+            measured on.
         threads: torch's intra-op CPU threads while training (restored afterwards). Small MLPs train
             fastest on one thread, and on a busy machine more threads can be many times slower;
             ``None`` keeps torch's setting. Ignored by the Julia backend.
+
+    Every argument is checked before anything is loaded or trained: a bad value (lr not finite and
+    > 0, momentum outside [0, 1), epochs, batch_size or probe_size < 1, a device torch cannot use)
+    raises ValueError.
 
     The defaults (relu, one hidden layer of 256, Adam lr 1e-3, batch 32, 20 epochs) reach about
     97-98 % test accuracy on digits with mode fa and 98-99 % with bp.
@@ -181,15 +188,20 @@ def train(
     _check_choice("mode", mode, MODES)
     _check_choice("optimizer", optimizer, OPTIMIZERS)
     _check_choice("activation", activation, ACTIVATIONS)
-    if int(epochs) != epochs or epochs < 0:
-        raise ValueError(f"epochs must be a whole number >= 0, got {epochs!r}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("probe_size", probe_size)):
+        _check_whole(name, value)
+    if threads is not None:
+        _check_whole("threads", threads, " or None")
     lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    momentum = float(momentum)
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
     if backend == "julia" and str(device) != "cpu":
         raise ValueError("device applies to the torch backend; the Julia backend trains on the CPU")
+    if backend == "torch":
+        _check_device(device)
 
     ds = load_dataset(dataset)
     if sizes is None:
@@ -202,8 +214,6 @@ def train(
         )
     layers = init_mlp(sizes, activation, "identity", seed=seed, dtype=np.float32)
 
-    if threads is not None and int(threads) < 1:
-        raise ValueError(f"threads must be >= 1 or None, got {threads!r}")
     runner = (_TorchRunner if backend == "torch" else _JuliaRunner)(
         layers, mode, optimizer, lr, momentum, device, seed
     )
@@ -369,9 +379,38 @@ def _check_choice(what: str, value, choices) -> None:
         raise ValueError(f"unknown {what} {value!r}; expected one of {tuple(choices)}")
 
 
+def _check_whole(name: str, value, also: str = "") -> None:
+    try:
+        ok = int(value) == value and value >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a whole number >= 1{also}, got {value!r}")
+
+
+def _check_device(device) -> None:
+    """A ValueError unless torch can put tensors on `device` (parsed, and present here)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a torch device: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r}: CUDA is not available here (torch.cuda.is_available() is False); "
+            "use device 'cpu'"
+        )
+    if dev.type != "cpu":
+        try:
+            torch.empty(1, device=dev)
+        except (RuntimeError, AssertionError) as e:
+            raise ValueError(f"device {device!r} cannot be used: {e}") from None
+
+
 def _nan_to_none(x):
     if isinstance(x, float) and not math.isfinite(x):
-        return None if math.isnan(x) else x
+        return None  # strict JSON has no NaN or infinity
     if isinstance(x, dict):
         return {k: _nan_to_none(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -381,6 +420,10 @@ def _nan_to_none(x):
 
 def _none_to_nan(v):
     return float("nan") if v is None else v
+
+
+def _write_text(path, text: str) -> None:
+    atomic_write(path, lambda f: f.write((text + "\n").encode()))
 
 
 # ------------------------------------------------------------------------ the `pyfa train` command
@@ -423,7 +466,12 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--out", metavar="DIR", default=None,
-        help="write history.json, model.npz (checkpoint) and PNG plots here",
+        help="write history.json, model.npz (checkpoint) and PNG plots here; must be a new or "
+        "empty folder unless --force",
+    )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="let --out be a non-empty folder: overwrite the files pyfa writes there",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -456,6 +504,12 @@ def run(args) -> int:
     else:
         modes = [args.mode]
 
+    out = Path(args.out) if args.out else None
+    problem = _out_problem(out, modes, args.force) if out else None
+    if problem:
+        print(f"pyfa train: {problem}", file=err)
+        return 2
+
     if args.backend == "julia":
         try:
             from pyfa import julia
@@ -474,7 +528,6 @@ def run(args) -> int:
         print(f"pyfa train: {e}", file=err)
         return 2
 
-    out = Path(args.out) if args.out else None
     histories: dict[str, History] = {}
     written: list[Path] = []
     for mode in modes:
@@ -500,13 +553,36 @@ def run(args) -> int:
         if len(modes) > 1:
             from pyfa import plots
 
-            (out / "histories.json").write_text(
-                json.dumps({m: json.loads(h.to_json()) for m, h in histories.items()}, indent=1)
-                + "\n"
+            _write_text(
+                out / "histories.json",
+                json.dumps({m: json.loads(h.to_json()) for m, h in histories.items()}, indent=1),
             )
             written += [out / "histories.json", *plots.save_compare_plots(histories, out)]
         print("wrote: " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _out_problem(out: Path, modes: list[str], force: bool) -> str | None:
+    """Why `out` cannot receive this run's files, checked before training; None if it can."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is an existing file; give a folder"
+    up = out
+    while not up.exists() and up != up.parent:
+        up = up.parent
+    if not up.is_dir():
+        return f"--out {out}: {up} is a file, not a folder"
+    if out.is_dir() and not force:
+        names = sorted(p.name for p in out.iterdir())
+        if names:
+            shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+            return (
+                f"--out {out} is not empty (it holds {shown}); choose a new or empty folder, or "
+                "pass --force to overwrite the files pyfa writes there"
+            )
+    for m in modes if len(modes) > 1 else []:
+        if (out / m).exists() and not (out / m).is_dir():
+            return f"--out {out}: {out / m} is a file, but --compare writes the {m} run there"
+    return None
 
 
 def _write_run(run_dir: Path, history: History, model) -> list[Path]:

@@ -1,6 +1,7 @@
 """Checkpoints: exact round trips (weights AND feedback), atomic writes, refusing wrong shapes."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -233,3 +234,105 @@ def test_load_rejects_non_checkpoints(tmp_path):
         save(tmp_path / "x.npz", {"weight": 1})
     with pytest.raises(TypeError, match="JSON"):
         save(tmp_path / "x.npz", scrambled([3, 2], 0), {"bad": object()})
+
+
+def test_save_refuses_a_custom_module_with_what_it_accepts(tmp_path):
+    from pyfa.torch import convert
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    net = Net()
+    convert(net)
+    with pytest.raises(TypeError, match=r"cannot save a Net .*save accepts a list of DenseParams, "
+                                        r"an nn.Sequential of LinearFA .*JuliaChain"):
+        save(tmp_path / "net.npz", net)
+    assert files_in(tmp_path) == []
+
+
+def test_save_refuses_mixed_modes_unless_one_is_given(tmp_path):
+    model = mlp_from_params(scrambled([4, 5, 2], 0), "fa")
+    model[2].mode = "bp"
+    with pytest.raises(ValueError, match=r"different modes \['fa', 'bp'\].*pass mode="):
+        save(tmp_path / "m.npz", model)
+    assert files_in(tmp_path) == []
+    save(tmp_path / "m.npz", model, mode="bp")  # an explicit choice is recorded
+    assert read_meta(tmp_path / "m.npz")["mode"] == "bp"
+
+
+def rewrite(path, header=None, drop=(), **extra):
+    """Rewrite the checkpoint at `path` with `header` (JSON text or a function of the header dict)
+    as __meta__, without the arrays in `drop` and with the `extra` arrays."""
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k not in drop}
+    if callable(header):
+        info = json.loads(str(arrays["__meta__"][()]))
+        header(info)
+        header = json.dumps(info)
+    if header is not None:
+        arrays["__meta__"] = np.array(header)
+    np.savez(path, **arrays, **extra)
+
+
+@pytest.mark.parametrize(
+    "header, match",
+    [
+        ("{not json", "header is not valid JSON"),
+        ("[1, 2]", "header is a JSON list, not an object"),
+        (lambda h: h.pop("activations"), "the header lacks 'activations'"),
+        (lambda h: h.update(activations="tanh"), "'activations' must be a list of str"),
+        (lambda h: h.update(bias=[1, 1]), "'bias' must be a list of bool"),
+        (lambda h: h.update(sizes=[3, "4", 2]), "'sizes' must be a list of int"),
+        (lambda h: h.update(meta=[]), "'meta' must be a dict"),
+        (lambda h: h.update(format_version="1"), "format_version must be an integer"),
+        (lambda h: h.update(bias=[True]), "1 bias flags"),
+    ],
+)
+def test_malformed_header_is_a_checkpoint_error(tmp_path, header, match):
+    path = tmp_path / "m.npz"
+    save(path, scrambled([3, 4, 2], 0))
+    rewrite(path, header)
+    for read in (load, read_meta):
+        with pytest.raises(CheckpointError, match=match) as e:
+            read(path)
+        assert "m.npz" in str(e.value)
+
+
+def test_arrays_must_match_the_header_exactly(tmp_path):
+    path = tmp_path / "m.npz"
+    save(path, scrambled([3, 4, 5, 2], 0))
+
+    def two_layers(h):  # a header that lists fewer layers than the file holds
+        h.update(sizes=[3, 4, 5], activations=["tanh", "tanh"], bias=[True, True])
+
+    rewrite(path, two_layers)
+    with pytest.raises(CheckpointError, match=r"m.npz.*2 layers.*not in the header \['layer2.bias', "
+                                              r"'layer2.feedback', 'layer2.weight'\]"):
+        load(path)
+    save(path, scrambled([3, 4, 2], 0))
+    rewrite(path, drop=["layer1.feedback"])
+    with pytest.raises(CheckpointError, match=r"missing arrays \['layer1.feedback'\]"):
+        load(path)
+    save(path, scrambled([3, 4, 2], 0))
+    rewrite(path, **{"layer0.extra": np.zeros(2)})
+    with pytest.raises(CheckpointError, match=r"not in the header \['layer0.extra'\]"):
+        load(path)
+
+
+def test_load_into_warns_when_it_casts(tmp_path):
+    save(tmp_path / "m64.npz", scrambled([6, 8, 4], 0, np.float64))
+    model = mlp_from_params(scrambled([6, 8, 4], 7))  # float32
+    with pytest.warns(UserWarning, match="m64.npz.* holds float64 arrays .* layers are float32"):
+        load_into(model, tmp_path / "m64.npz")
+    assert model[0].weight.dtype == torch.float32
+    save(tmp_path / "m32.npz", scrambled([6, 8, 4], 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_into(model, tmp_path / "m32.npz")  # same dtype: no warning

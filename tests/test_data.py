@@ -1,6 +1,7 @@
 """Bundled datasets (no download) and user arrays: shapes, dtypes, splits, and clear errors."""
 
 import socket
+import warnings
 
 import numpy as np
 import pytest
@@ -116,6 +117,12 @@ def test_from_arrays_one_hot_float_with_n_classes():
         (dict(x_test=np.array([[np.nan, 0, 0], [0, 0, 0]])), ValueError, "x_test contains NaN"),
         (dict(y_test=np.array([0.5, 1.0])), TypeError, "both must be integer labels"),
         (dict(x_test=np.zeros((0, 3)), y_test=np.zeros(0, dtype=int)), ValueError, "empty"),
+        # finite as float64 but not as float32: checked after the cast, naming the array
+        (dict(x_train=np.full((4, 3), 1e300)), ValueError, "x_train contains NaN or infinity once"),
+        (dict(y_train=np.array([0.0, 1e300, 0.0, 0.0]), y_test=np.array([0.5, 1.0])),
+         ValueError, "y_train contains NaN or infinity once converted to float32 .*float64"),
+        (dict(x_train=np.array(1.0)), ValueError, "x_train must be an array of samples, got a 0-d"),
+        (dict(y_test=np.array(1)), ValueError, "y_test must be an array of samples, got a 0-d"),
     ],
 )
 def test_from_arrays_rejects_bad_input(change, exc, match):
@@ -124,8 +131,10 @@ def test_from_arrays_rejects_bad_input(change, exc, match):
         x_test=np.zeros((2, 3)), y_test=np.array([1, 2]),
     )
     args.update(change)
-    with pytest.raises(exc, match=match):
-        from_arrays(**args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clear error, not a numpy overflow warning first
+        with pytest.raises(exc, match=match):
+            from_arrays(**args)
 
 
 def test_from_arrays_label_beyond_n_classes():

@@ -121,7 +121,7 @@ def test_python_examples_compile(page):
 
 @pytest.mark.parametrize("page", _pages(), ids=lambda p: p.name)
 def test_julia_examples_parse_and_lint(page):
-    lint = pytest.importorskip("pyfa.lint")
+    from pyfa import lint
     for line, notes, body in _blocks(page, "julia"):
         where = f"{page.name}:{line}"
         findings = lint.lint_source(body, where)

@@ -359,9 +359,9 @@ def test_python_dash_m(tmp_path):
 
 
 def test_pyfa_lint_subcommand():
-    cli = pytest.importorskip("pyfa.cli")
-    if "lint" not in cli.COMMANDS:
-        pytest.skip("`pyfa lint` is not wired into pyfa.cli yet")
+    from pyfa import cli
+
+    assert "lint" in cli.COMMANDS
     try:
         status = cli.main(["lint", str(FIXTURES / "forum_bug.jl")])
     except SystemExit as exc:  # argparse
@@ -375,3 +375,21 @@ def test_import_is_light():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_local_closures_named_rrule_are_not_rules():
+    src = (
+        "using ChainRulesCore\n"
+        "function foo(x)\n    rrule(y) = y + 1\n    return rrule(x)\nend\n"
+        "let\n    function rrule(z) z end\nend\n"
+        "g = x -> begin\n    rrule(y) = y\nend\n"
+        "map([1]) do v\n    rrule(q) = q\nend\n"
+        "function rrule(::typeof(sin), x)\n    return sin(x), y -> (NoTangent(), cos(x) * y)\nend\n"
+    )
+    findings = lint_source(src)
+    assert [(f.line, f.code) for f in findings] == [(15, "PFA001")]
+
+
+def test_empty_directory_is_reported(tmp_path, capsys):
+    assert lint.main([str(tmp_path)]) == 0
+    assert "no *.jl files found" in capsys.readouterr().err

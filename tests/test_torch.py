@@ -275,3 +275,59 @@ def test_bad_params_for_mlp():
     W = np.zeros((3, 4), np.float32)
     with pytest.raises(ValueError, match="layer 1: takes 4 inputs but layer 0 gives 3"):
         mlp_from_params([DenseParams(W, W.copy(), None), DenseParams(W, W.copy(), None)])
+
+
+def test_device_and_buffer_mismatches_name_the_layer():
+    layer = LinearFA(4, 3)
+    with pytest.raises(ValueError, match=r"LinearFA\(in_features=4.*different devices"):
+        layer(torch.ones(2, 4, device="meta"))
+    layer.feedback = torch.zeros(4, 3)  # a reassigned buffer of the wrong shape
+    with pytest.raises(ValueError, match=r"LinearFA\(in_features=4.*feedback must have the weight's shape"):
+        layer(torch.ones(2, 4))
+    layer.feedback = torch.zeros(3, 4, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"LinearFA\(in_features=4.*share one dtype"):
+        layer(torch.ones(2, 4))
+    with pytest.raises(TypeError, match="bias must be a torch.Tensor or None, got list"):
+        fa_linear(torch.ones(2, 4), torch.ones(3, 4), torch.ones(3, 4), [0.0, 0.0, 0.0])
+
+
+def test_second_derivative_raises_clearly():
+    W = torch.randn(3, 4, requires_grad=True)
+    x = torch.randn(2, 4, requires_grad=True)
+    y = fa_linear(x, W, torch.randn(3, 4)).pow(2).sum()
+    with pytest.raises(RuntimeError, match="no higher-order gradients"):
+        torch.autograd.grad(y, x, create_graph=True)
+
+
+def test_brsf_draws_only_when_a_backward_can_follow():
+    g = torch.Generator().manual_seed(0)
+    layer = LinearFA(4, 3, mode="brsf", generator=g)
+    state = g.get_state()
+    with torch.no_grad():
+        y1 = layer(torch.ones(2, 4))
+    assert torch.equal(g.get_state(), state)  # inference leaves the training stream alone
+    x = torch.ones(2, 4, requires_grad=True)
+    y2 = layer(x)
+    assert not torch.equal(g.get_state(), state)
+    torch.testing.assert_close(y1, y2.detach())
+    y2.sum().backward()
+    # the same R again from the saved state: B = |R| * sqrt(2 / (in + out)) * sign(W)
+    r = torch.randn((3, 4), generator=torch.Generator().set_state(state))
+    B = r.abs() * (2 / 7) ** 0.5 * torch.sign(layer.weight.detach())
+    torch.testing.assert_close(x.grad, torch.ones(2, 3) @ B)
+
+
+def test_convert_shared_frozen_lazy_and_attention():
+    shared = nn.Linear(4, 4)
+    frozen = nn.Linear(4, 2)
+    frozen.weight.requires_grad_(False)
+    model = nn.Sequential(shared, nn.ReLU(), shared, frozen)
+    assert convert(model) == 2
+    assert model[0] is model[2] and isinstance(model[0], LinearFA)
+    assert not model[3].weight.requires_grad and model[3].bias.requires_grad
+    with pytest.raises(ValueError, match="not initialised yet"):
+        convert(nn.Sequential(nn.LazyLinear(3)))
+    attn = nn.Sequential(nn.MultiheadAttention(8, 2))
+    with pytest.warns(UserWarning, match="MultiheadAttention.out_proj"):
+        assert convert(attn) == 0
+    assert type(attn[0].out_proj) is not LinearFA

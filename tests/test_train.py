@@ -1,6 +1,10 @@
 """Training with the torch backend, the History record, and the `pyfa train` command."""
 
+import importlib
 import json
+import os
+import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +17,7 @@ from pyfa.network import init_mlp
 from pyfa.torch import params_from_mlp
 from pyfa.train import History, train
 
+train_module = importlib.import_module("pyfa.train")
 SMALL = dict(hidden=(32,), epochs=2, batch_size=64, progress=False)
 
 
@@ -123,7 +128,7 @@ def test_progress_bar_shows_loss_and_accuracy(capsys):
         (dict(optimizer="rmsprop"), "unknown optimizer 'rmsprop'"),
         (dict(epochs=-1), "epochs"),
         (dict(batch_size=0), "batch_size"),
-        (dict(lr=0.0), "lr must be > 0"),
+        (dict(lr=0.0), "lr must be a finite number > 0"),
         (dict(sizes=(10, 5, 10)), r"sizes \(10, 5, 10\) do not fit dataset 'digits': it has 64"),
         (dict(backend="julia", device="cuda"), "device applies to the torch backend"),
     ],
@@ -131,6 +136,64 @@ def test_progress_bar_shows_loss_and_accuracy(capsys):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         train(**{**SMALL, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(lr=float("inf")), r"lr must be a finite number > 0, got inf"),
+        (dict(lr=float("nan")), r"lr must be a finite number > 0, got nan"),
+        (dict(optimizer="momentum", momentum=1.0), r"momentum must be in \[0, 1\), got 1.0"),
+        (dict(momentum=-0.1), r"momentum must be in \[0, 1\)"),
+        (dict(epochs=0), "epochs must be a whole number >= 1, got 0"),
+        (dict(epochs=1.5), "epochs must be a whole number >= 1"),
+        (dict(batch_size=float("inf")), "batch_size must be a whole number >= 1"),
+        (dict(probe_size=0), "probe_size must be a whole number >= 1, got 0"),
+        (dict(threads=0), "threads must be a whole number >= 1 or None"),
+        (dict(device="bogus"), "device 'bogus' is not a torch device"),
+        (dict(device="cuda"), r"device 'cuda': CUDA is not available here"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_is_loaded(monkeypatch, kwargs, match):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("the dataset was loaded before the arguments were checked")
+
+    monkeypatch.setattr(train_module, "load_dataset", not_reached)
+    with pytest.raises(ValueError, match=match):
+        train(**{**SMALL, **kwargs})
+
+
+def test_history_json_writes_every_non_finite_number_as_null(tmp_path):
+    inf, nan = float("inf"), float("nan")
+    h = History(config={"lr": inf}, loss=[inf, 0.5], test_loss=[-inf, 0.25],
+                weight_feedback_angle=[[nan, 1.0]], update_angle=[[0.0, -inf]],
+                epoch_time=[0.1, 0.2], initial={"test_loss": inf, "update_angle": [-inf, 2.0]})
+    text = h.to_json(tmp_path / "h.json")  # used to raise ValueError (allow_nan=False) on inf
+    d = json.loads(text)
+    assert d["loss"] == [None, 0.5] and d["test_loss"] == [None, 0.25]
+    assert d["update_angle"] == [[0.0, None]] and d["weight_feedback_angle"] == [[None, 1.0]]
+    assert d["initial"] == {"test_loss": None, "update_angle": [None, 2.0]}
+    assert d["config"]["lr"] is None
+    back = History.from_json(tmp_path / "h.json")
+    assert np.isnan(back.loss[0]) and back.loss[1] == 0.5 and np.isnan(back.test_loss[0])
+    assert np.isnan(back.update_angle[0][1]) and np.isnan(back.initial["test_loss"])
+    assert np.isnan(back.initial["update_angle"][0]) and back.initial["update_angle"][1] == 2.0
+
+
+def test_history_json_is_written_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "history.json"
+    History(loss=[1.0]).to_json(path)
+    before = path.read_bytes()
+
+    def fail_replace(src, dst):
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(checkpoint.os, "replace", fail_replace)
+    with pytest.raises(OSError, match="rename failed"):
+        History(loss=[2.0]).to_json(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["history.json"]
 
 
 def is_png(path):
@@ -200,3 +263,74 @@ def test_cli_julia_unavailable_exits_2_with_reason(tmp_path, capsys):
     assert not (tmp_path / "j").exists()
     with pytest.raises(julia.JuliaUnavailableError):
         train(backend="julia", **SMALL)
+
+
+def not_trained(*args, **kwargs):
+    raise AssertionError("training started before the options were checked")
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--lr", "inf"], "lr must be a finite number > 0"),
+        (["--lr", "nan"], "lr must be a finite number > 0"),
+        (["--lr", "-1"], "lr must be a finite number > 0"),
+        (["--optimizer", "momentum", "--momentum", "1"], r"momentum must be in \[0, 1\)"),
+        (["--epochs", "0"], "epochs must be a whole number >= 1"),
+        (["--batch-size", "0"], "batch_size must be a whole number >= 1"),
+        (["--device", "bogus"], "device 'bogus' is not a torch device"),
+        (["--device", "cuda"], "CUDA is not available here"),
+    ],
+)
+def test_cli_bad_options_exit_2_before_training(tmp_path, capsys, monkeypatch, argv, match):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train_module, "_fit", not_trained)
+    out = tmp_path / "run"
+    rc = pyfa.cli.main(["train", "--epochs", "1", "--out", str(out), "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("pyfa train: ") and "Traceback" not in err
+    assert re.search(match, err), err
+    assert not out.exists()
+
+
+def test_cli_out_refuses_an_existing_file_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(train_module, "_fit", not_trained)
+    f = tmp_path / "notes.txt"
+    f.write_text("keep me")
+    for out in (f, f / "run"):
+        assert pyfa.cli.main(["train", "--out", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"pyfa train: --out {out}") and "file" in err
+    assert f.read_text() == "keep me"
+
+
+def test_cli_out_refuses_a_non_empty_folder_unless_forced(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()  # an empty folder is fine
+    base = ["train", "--epochs", "1", "--hidden", "16", "--batch-size", "128", "--no-progress",
+            "--out", str(out)]
+    assert pyfa.cli.main([*base, "--seed", "1"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    # a second run, or a --compare, into the same folder would overwrite or mix: refused
+    for extra in (["--seed", "2"], ["--compare", "fa,bp"]):
+        assert pyfa.cli.main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out} is not empty" in err and "history.json" in err and "--force" in err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert pyfa.cli.main([*base, "--seed", "2", "--force"]) == 0
+    assert History.from_json(out / "history.json").config["seed"] == 2
+    assert checkpoint.read_meta(out / "model.npz")["meta"]["seed"] == 2
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+def test_demo_can_be_rerun_into_its_own_folder(tmp_path, monkeypatch):
+    from pyfa import crosscheck, demo
+
+    monkeypatch.setattr(crosscheck, "crosscheck", lambda *a, **k: SimpleNamespace(ok=True))
+    monkeypatch.setattr(crosscheck, "format_report", lambda report: "(cross-check skipped)")
+    args = SimpleNamespace(out=str(tmp_path / "demo"), epochs=1, skip_train=False)
+    assert demo.run(args) == 0
+    assert demo.run(args) == 0  # make demo twice: the second run overwrites the first
+    assert History.from_json(tmp_path / "demo" / "fa" / "history.json").epochs == 1

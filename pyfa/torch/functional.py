@@ -22,7 +22,11 @@ from pyfa.network import MODES
 
 
 class FALinearFunction(torch.autograd.Function):
-    """The autograd rule behind `fa_linear`. Saves only x and B: the backward needs nothing else."""
+    """The autograd rule behind `fa_linear`. Saves only x and B: the backward needs nothing else.
+
+    The backward is not differentiable: ``create_graph=True`` raises a clear error (the FA rule is
+    not the derivative of anything, so there is no second derivative to give).
+    """
 
     @staticmethod
     def forward(ctx, x, weight, feedback, bias):
@@ -32,6 +36,11 @@ class FALinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        if torch.is_grad_enabled():  # only under create_graph=True
+            raise RuntimeError(
+                "fa_linear's backward is not differentiable (the FA rule is not the derivative of "
+                "anything): no higher-order gradients; call backward/grad without create_graph=True"
+            )
         x, feedback = ctx.saved_tensors
         need_x, need_w, _, need_b = ctx.needs_input_grad
         grad_x = grad_w = grad_b = None
@@ -84,6 +93,8 @@ def check_linear_args(x, weight, feedback, bias, name: str = "fa_linear") -> Non
             f"{name}: input has last dimension {x.shape[-1] if x.dim() else None} (shape "
             f"{tuple(x.shape)}) but weight {tuple(weight.shape)} takes {weight.shape[1]} features"
         )
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise TypeError(f"{name}: bias must be a torch.Tensor or None, got {type(bias).__name__}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(
             f"{name}: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}"

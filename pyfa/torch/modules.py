@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -102,9 +103,14 @@ class LinearFA(nn.Module):
                 f"{self!r}: input has shape {shape}, expected (..., {self.in_features}) "
                 f"(weight {tuple(self.weight.shape)})"
             )
-        if x.dtype != self.weight.dtype:
-            check_linear_args(x, self.weight, self.feedback, self.bias, repr(self))
-        b = feedback_matrix(self._mode, self.weight, self.feedback, self.generator)
+        w, fb = self.weight, self.feedback
+        if not (x.dtype is w.dtype is fb.dtype and fb.shape == w.shape and x.device == w.device
+                and fb.device == w.device and (self.bias is None or self.bias.device == w.device)):
+            check_linear_args(x, w, fb, self.bias, repr(self))  # raises, naming what is wrong
+        if self._mode == "brsf" and not _backward_possible(x, self):
+            b = self.feedback  # B only enters the backward pass: don't draw R for inference
+        else:
+            b = feedback_matrix(self._mode, self.weight, self.feedback, self.generator)
         return FALinearFunction.apply(x, self.weight, b, self.bias)
 
     def extra_repr(self) -> str:
@@ -122,6 +128,11 @@ class LinearFA(nn.Module):
     ) -> LinearFA:
         """A LinearFA with `linear`'s weight and bias (copied) and a fresh Glorot-uniform feedback."""
         w = linear.weight
+        if isinstance(w, nn.parameter.UninitializedParameter):
+            raise ValueError(
+                f"LinearFA.from_linear: {linear!r} is not initialised yet (a LazyLinear): run one "
+                "forward pass through the model first, then convert"
+            )
         layer = cls(
             linear.in_features,
             linear.out_features,
@@ -133,8 +144,10 @@ class LinearFA(nn.Module):
         )
         with torch.no_grad():
             layer.weight.copy_(w)
+            layer.weight.requires_grad_(w.requires_grad)
             if linear.bias is not None:
                 layer.bias.copy_(linear.bias)
+                layer.bias.requires_grad_(linear.bias.requires_grad)
         layer.train(linear.training)
         return layer
 
@@ -143,20 +156,45 @@ def convert(model: nn.Module, mode: str = "fa", *, generator: torch.Generator | 
     """Replace, in place, every `nn.Linear` in `model`'s tree by a `LinearFA` with the same weights.
 
     The forward output does not change; only the backward pass does. Returns the number of layers
-    replaced. If `model` itself is an `nn.Linear` there is no parent to put the new layer in: use
-    `LinearFA.from_linear` instead.
+    replaced. A layer used in several places is replaced once, by one shared `LinearFA`; weights
+    frozen with ``requires_grad=False`` stay frozen. The output projection of an
+    `nn.MultiheadAttention` is left alone (with a warning): the attention reads its weight directly,
+    so a `LinearFA` there would never run. If `model` itself is an `nn.Linear` there is no parent
+    to put the new layer in: use `LinearFA.from_linear` instead.
     """
     _check_mode(mode, "convert")
     if isinstance(model, nn.Linear):
         raise TypeError("convert(model): model is itself an nn.Linear; use LinearFA.from_linear")
+    return _convert(model, mode, generator, {})
+
+
+def _convert(model: nn.Module, mode: str, generator, done: dict[int, LinearFA]) -> int:
     count = 0
-    for name, child in list(model.named_children()):
+    # model._modules, not named_children(): the latter lists a module used twice only once
+    for name, child in list(model._modules.items()):
+        if child is None:
+            continue
         if isinstance(child, nn.Linear):
-            setattr(model, name, LinearFA.from_linear(child, mode, generator=generator))
-            count += 1
+            if isinstance(model, nn.MultiheadAttention):
+                warnings.warn(
+                    f"convert: left {type(model).__name__}.{name} as it is: the attention uses its "
+                    "weight directly, so it would still be trained by backprop",
+                    stacklevel=3,
+                )
+                continue
+            if id(child) not in done:
+                done[id(child)] = LinearFA.from_linear(child, mode, generator=generator)
+                count += 1
+            setattr(model, name, done[id(child)])
         else:
-            count += convert(child, mode, generator=generator)
+            count += _convert(child, mode, generator, done)
     return count
+
+
+def _backward_possible(x: torch.Tensor, layer: LinearFA) -> bool:
+    return torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in layer.parameters(recurse=False))
+    )
 
 
 def _check_mode(mode: str, where: str) -> None:

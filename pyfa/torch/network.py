@@ -58,9 +58,15 @@ def fa_layers(model: nn.Module) -> list[LinearFA]:
     return [m for m in model.modules() if isinstance(m, LinearFA)]
 
 
-def mlp_gradients(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> Gradients:
-    """MSE loss and gradients of `model` on numpy (x, y), as numpy copies; see `pyfa.network`."""
-    layers = fa_layers(model)
+def mlp_gradients(model: nn.Module, x: np.ndarray, y: np.ndarray) -> Gradients:
+    """MSE loss and gradients of `model` on numpy (x, y), as numpy copies; see `pyfa.network`.
+
+    The layers read are `model`'s `LinearFA` and plain `nn.Linear` modules, in module order (a plain
+    `nn.Linear` is backprop: ``meta["mode"]`` is then ``"bp"``).
+    """
+    layers = [m for m in model.modules() if isinstance(m, (LinearFA, nn.Linear))]
+    if not layers:
+        raise TypeError(f"mlp_gradients: {type(model).__name__} has no LinearFA or nn.Linear layer")
     w0 = layers[0].weight
     xt = torch.tensor(x, dtype=w0.dtype, device=w0.device, requires_grad=True)
     yt = torch.as_tensor(y, dtype=w0.dtype, device=w0.device)
@@ -76,7 +82,7 @@ def mlp_gradients(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> Gradien
     model.zero_grad(set_to_none=True)
     return Gradients(
         loss=loss.item(), layers=grads, input=_np(xt.grad),
-        meta={"backend": "torch", "mode": layers[0].mode, "device": str(w0.device)},
+        meta={"backend": "torch", "mode": getattr(layers[0], "mode", "bp"), "device": str(w0.device)},
     )
 
 
