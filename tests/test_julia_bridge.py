@@ -15,25 +15,17 @@ import textwrap
 
 import numpy as np
 import pytest
-from julia_helpers import JULIAPKG_JSON, PYFA_JL, ROOT, julia_or_skip, read_project_toml  # noqa: F401
+from julia_helpers import (  # noqa: F401
+    JULIAPKG_JSON,
+    PYFA_JL,
+    REGISTERED_UUIDS,
+    ROOT,
+    julia_or_skip,
+    read_project_toml,
+)  # noqa: F401
 
 from pyfa import reference
 from pyfa.network import DenseParams, init_mlp
-
-# Registered UUIDs, read from each package's own Project.toml (FluxML/Flux.jl, FluxML/Zygote.jl,
-# FluxML/Optimisers.jl, JuliaDiff/ChainRulesCore.jl, JuliaGPU/CUDA.jl and its lib/cudnn).
-REGISTERED = {
-    "Flux": "587475ba-b771-5e3f-ad9e-33799f191a9c",
-    "ChainRulesCore": "d360d2e6-b24c-11e9-a2a3-2a2ae2dbcce4",
-    "Zygote": "e88e6eb3-aa80-5325-afca-941959d7151f",
-    "Optimisers": "3bd65402-5787-11e9-1adc-39752487f4e2",
-    "Random": "9a3f8284-a2c9-5f02-9a11-845980a1fd5c",
-    "Test": "8dfed614-e22c-5e08-85e1-65c5234f0b40",
-    "Pkg": "44cfe95a-1eb2-52ea-b672-e2afdf69b78f",
-    "ChainRulesTestUtils": "cdddcdb0-9152-4a09-a978-84456f9df70a",
-    "CUDA": "052768ef-5323-5732-b1bb-66c8b64840ba",
-    "cuDNN": "02a925ec-e4fe-4b08-9a7e-0d78e3d38ccd",
-}
 
 
 def _clean_env(**extra) -> dict:
@@ -133,7 +125,7 @@ def test_juliapkg_json_matches_the_julia_package():
     assert {"Flux", "ChainRulesCore", "Zygote", "Optimisers", "PyFA"} <= set(pkgs)
     for name, spec in pkgs.items():
         if name != "PyFA":
-            assert spec["uuid"] == REGISTERED[name], name
+            assert spec["uuid"] == REGISTERED_UUIDS[name], name
             assert spec["version"]
     pyfa_dir = (JULIAPKG_JSON.parent / pkgs["PyFA"]["path"]).resolve()
     assert pyfa_dir == PYFA_JL.resolve()
@@ -144,7 +136,7 @@ def test_juliapkg_json_matches_the_julia_package():
     assert project["version"] == "0.1.0"
     for table in ("deps", "extras"):
         for name, uuid in project[table].items():
-            assert uuid == REGISTERED[name], f"[{table}] {name}"
+            assert uuid == REGISTERED_UUIDS[name], f"[{table}] {name}"
             if name in pkgs:
                 assert pkgs[name]["uuid"] == uuid
     assert project["compat"]["julia"] == "1.10"
@@ -157,7 +149,7 @@ def test_juliapkg_json_matches_the_julia_package():
 def test_gpu_uuids_are_the_registered_ones():
     from pyfa.julia import JULIA_UUIDS
 
-    assert JULIA_UUIDS == {k: REGISTERED[k] for k in ("CUDA", "cuDNN")}
+    assert JULIA_UUIDS == {k: REGISTERED_UUIDS[k] for k in ("CUDA", "cuDNN")}
 
 
 def test_juliapkg_resolves_pyfa_from_the_checkout(tmp_path):
@@ -175,7 +167,7 @@ def test_juliapkg_resolves_pyfa_from_the_checkout(tmp_path):
     pkgs = json.loads(lines[-2])
     assert os.path.normcase(pkgs["PyFA"]["path"]) == os.path.normcase(str(PYFA_JL))
     assert pkgs["PyFA"]["dev"] is True
-    assert pkgs["Flux"]["uuid"] == REGISTERED["Flux"]
+    assert pkgs["Flux"]["uuid"] == REGISTERED_UUIDS["Flux"]
     assert "1.10" in lines[-1]
 
 

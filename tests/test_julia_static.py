@@ -35,6 +35,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from julia_helpers import REGISTERED_UUIDS, STDLIBS
 
 from pyfa.lint import lint_file
 
@@ -57,23 +58,6 @@ SHIPPED = sorted({*ROOT.glob("julia/**/*.jl"), *ROOT.glob("pyfa/**/*.jl")})
 
 # Registered UUIDs, from each package's own Project.toml (for the stdlibs, their Project.toml
 # under JuliaLang/julia's stdlib/ or their own repository).
-REAL_UUIDS = {
-    "Flux": "587475ba-b771-5e3f-ad9e-33799f191a9c",
-    "ChainRulesCore": "d360d2e6-b24c-11e9-a2a3-2a2ae2dbcce4",
-    "Zygote": "e88e6eb3-aa80-5325-afca-941959d7151f",
-    "Optimisers": "3bd65402-5787-11e9-1adc-39752487f4e2",
-    "Functors": "d9f16b24-f501-4c13-a1f2-28368ffc5196",
-    "NNlib": "872c559c-99b0-510c-b3b7-b6c96a88d5cd",
-    "CUDA": "052768ef-5323-5732-b1bb-66c8b64840ba",
-    "cuDNN": "02a925ec-e4fe-4b08-9a7e-0d78e3d38ccd",
-    "ChainRulesTestUtils": "cdddcdb0-9152-4a09-a978-84456f9df70a",
-    "Test": "8dfed614-e22c-5e08-85e1-65c5234f0b40",
-    "Random": "9a3f8284-a2c9-5f02-9a11-845980a1fd5c",
-    "LinearAlgebra": "37e2e46d-f89d-539d-b4ee-838fcccc9c8e",
-    "Statistics": "10745b16-79ce-11e8-11f9-7d13ad32a3b2",
-    "Pkg": "44cfe95a-1eb2-52ea-b672-e2afdf69b78f",
-}
-STDLIBS = {"Test", "Random", "LinearAlgebra", "Statistics", "Pkg"}
 
 # fatou findings accepted on purpose: (file name, rule, text in the message) -> why.
 ALLOWED = {
@@ -133,7 +117,7 @@ def test_project_identity():
     u = uuid.UUID(proj["uuid"])
     assert str(u) == proj["uuid"], "UUID must be lowercase 8-4-4-4-12"
     assert u.version == 4 and u.variant == uuid.RFC_4122
-    assert proj["uuid"] not in REAL_UUIDS.values()
+    assert proj["uuid"] not in REGISTERED_UUIDS.values()
     assert re.fullmatch(r"\d+\.\d+\.\d+", proj["version"])
     assert re.search(r"^module PyFA\b", (PACKAGE / "src" / "PyFA.jl").read_text(), re.M)
 
@@ -143,11 +127,11 @@ def test_project_dependency_uuids_are_the_registered_ones():
     sections = {k: proj.get(k, {}) for k in ("deps", "extras", "weakdeps")}
     for section, deps in sections.items():
         for name, value in deps.items():
-            assert name in REAL_UUIDS, (
+            assert name in REGISTERED_UUIDS, (
                 f"[{section}] {name}: add its registered UUID (from its own Project.toml) to "
-                f"REAL_UUIDS in this test")
-            assert value == REAL_UUIDS[name], f"[{section}] {name} = {value}, registered is " \
-                                              f"{REAL_UUIDS[name]}"
+                f"REGISTERED_UUIDS in this test")
+            assert value == REGISTERED_UUIDS[name], f"[{section}] {name} = {value}, registered is " \
+                                              f"{REGISTERED_UUIDS[name]}"
     declared = set().union(*sections.values())
     compat = proj.get("compat", {})
     assert "julia" in compat
@@ -191,7 +175,7 @@ def test_juliapkg_json_matches_the_package():
     for path in found:
         spec = json.loads(path.read_text())
         for name, entry in spec.get("packages", {}).items():
-            want = proj["uuid"] if name == "PyFA" else REAL_UUIDS.get(name)
+            want = proj["uuid"] if name == "PyFA" else REGISTERED_UUIDS.get(name)
             assert want is not None, f"{rel(path)}: {name} has no known UUID"
             assert entry["uuid"] == want, f"{rel(path)}: {name}"
 
@@ -285,7 +269,7 @@ def build_environment(work: Path, with_standins: bool = True) -> dict[Path, Path
     (pkg / "Manifest.toml").write_text(_manifest(with_standins))
     scripts = work / "scripts"
     scripts.mkdir()
-    deps = "\n".join(f'{n} = "{u}"' for n, u in sorted(REAL_UUIDS.items()))
+    deps = "\n".join(f'{n} = "{u}"' for n, u in sorted(REGISTERED_UUIDS.items()))
     (scripts / "Project.toml").write_text(f"[deps]\n{deps}\nPyFA = \"{_project()['uuid']}\"\n")
     pyfa_uuid = tomllib.loads((PACKAGE / "Project.toml").read_text())["uuid"]
     (scripts / "Manifest.toml").write_text(_manifest(with_standins) + (
@@ -313,7 +297,7 @@ def resolved(fatou, tmp_path_factory):
 def test_some_file_needs_the_environment():
     """At least one shipped file loads a package whole (`using Flux`): for it, the planted-name
     test checks that the stand-ins, not fatou alone, catch the misspelling."""
-    assert any(_whole_module_usings(p) & set(REAL_UUIDS) for p in SHIPPED)
+    assert any(_whole_module_usings(p) & set(REGISTERED_UUIDS) for p in SHIPPED)
 
 
 def test_rewrites():
@@ -334,7 +318,7 @@ def test_why_the_item_list_rewrite(fatou, tmp_path):
         proj = work / "Probe"
         (proj / "src").mkdir(parents=True)
         (proj / "Project.toml").write_text(
-            f'name = "Probe"\nuuid = "{uuid.uuid4()}"\n[deps]\nFlux = "{REAL_UUIDS["Flux"]}"\n')
+            f'name = "Probe"\nuuid = "{uuid.uuid4()}"\n[deps]\nFlux = "{REGISTERED_UUIDS["Flux"]}"\n')
         (proj / "Manifest.toml").write_text(_manifest(True))
         src = proj / "src" / "Probe.jl"
         src.write_text(f"module Probe\n{header}\nf(n) = Flux.glorot_unifrom(n, n)\nend\n")
@@ -438,7 +422,7 @@ def test_planted_undefined_name_is_caught_only_with_the_environment(fatou, tmp_p
         found.append({d["message"]["body"] for d in findings if d["rule"] == "undefined-name"})
     with_env, without_env = found
     assert f"`{bad}` is not defined" in with_env, with_env
-    if _whole_module_usings(path) & (set(REAL_UUIDS) | {"PyFA"}):
+    if _whole_module_usings(path) & (set(REGISTERED_UUIDS) | {"PyFA"}):
         # a whole-module `using Flux` etc.: without the stand-ins fatou cannot tell what it
         # exports and skips the file, so the planted name goes unnoticed
         assert f"`{bad}` is not defined" not in without_env
@@ -478,7 +462,7 @@ def test_standins_match_the_real_packages(fatou, tmp_path):
             continue
         proj = tomllib.loads((d / "Project.toml").read_text())
         assert proj["name"] == d.name
-        assert proj["uuid"] == REAL_UUIDS[d.name], d.name
+        assert proj["uuid"] == REGISTERED_UUIDS[d.name], d.name
         assert d.name in (STANDINS / "README.md").read_text()
     findings = run_fatou(fatou, list(STANDINS.glob("*/src/*.jl")), tmp_path)
     assert not findings, _show(findings)

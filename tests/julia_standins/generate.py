@@ -29,6 +29,9 @@ import tree_sitter_julia as tsj
 from tree_sitter import Language, Parser
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from julia_helpers import REGISTERED_UUIDS  # noqa: E402  (tests/julia_helpers.py: the one table)
+
 PARSER = Parser(Language(tsj.language()))
 
 # name -> (checkout folder under SRC_ROOT, package root inside it)
@@ -75,21 +78,7 @@ RANDOM_PUBLIC = [
     "gentype",
 ]
 
-UUIDS = {
-    "Flux": "587475ba-b771-5e3f-ad9e-33799f191a9c",
-    "ChainRulesCore": "d360d2e6-b24c-11e9-a2a3-2a2ae2dbcce4",
-    "ChainRulesTestUtils": "cdddcdb0-9152-4a09-a978-84456f9df70a",
-    "Zygote": "e88e6eb3-aa80-5325-afca-941959d7151f",
-    "Optimisers": "3bd65402-5787-11e9-1adc-39752487f4e2",
-    "Functors": "d9f16b24-f501-4c13-a1f2-28368ffc5196",
-    "NNlib": "872c559c-99b0-510c-b3b7-b6c96a88d5cd",
-    "CUDA": "052768ef-5323-5732-b1bb-66c8b64840ba",
-    "cuDNN": "02a925ec-e4fe-4b08-9a7e-0d78e3d38ccd",
-    "LinearAlgebra": "37e2e46d-f89d-539d-b4ee-838fcccc9c8e",
-    "Statistics": "10745b16-79ce-11e8-11f9-7d13ad32a3b2",
-    "Test": "8dfed614-e22c-5e08-85e1-65c5234f0b40",
-    "Random": "9a3f8284-a2c9-5f02-9a11-845980a1fd5c",
-}
+UUIDS = REGISTERED_UUIDS
 
 _SKIP = {"module_definition", "baremodule_definition", "function_definition",
          "macro_definition", "struct_definition", "quote_expression", "quote_statement",
