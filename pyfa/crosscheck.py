@@ -147,6 +147,8 @@ def crosscheck(
     unknown = [b for b in names if b not in BACKENDS]
     if unknown:
         raise ValueError(f"crosscheck: unknown backend(s) {unknown}; expected some of {BACKENDS}")
+    if not [b for b in names if b != "reference"]:
+        raise ValueError("crosscheck: reference is the oracle itself; name torch or julia as well")
     if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
         raise ValueError(f"crosscheck: sizes must give at least two widths >= 1, got {tuple(sizes)}")
     if batch < 1:
@@ -219,8 +221,8 @@ def format_report(r: Report) -> str:
     ]
     for b in r.backends:
         if b.unavailable is not None:
-            lines.append(f"{b.backend}: unavailable ({one_line(b.unavailable)}); skipped "
-                         "(details: python -c 'import pyfa.julia as j; print(j.unavailable_reason())')")
+            lines.append(f"{b.backend}: unavailable ({one_line(b.unavailable)}); skipped (details: "
+                         f"{sys.executable} -c 'import pyfa.julia as j; print(j.unavailable_reason())')")
             continue
         if b.backend == "reference":
             lines.append("reference: the numpy oracle itself")
@@ -273,12 +275,15 @@ def run(args) -> int:
         try:
             sizes = tuple(int(s) for s in args.sizes.split(","))
         except ValueError:
-            msg = f"--sizes takes comma-separated widths like 50,60,2; got {args.sizes!r}"
+            msg = f"crosscheck: --sizes takes comma-separated widths like 50,60,2; got {args.sizes!r}"
             raise ValueError(msg) from None
         report = crosscheck(backends, sizes=sizes, activation=args.activation, batch=args.batch,
                             mode=args.mode, dtype=np.dtype(args.dtype), seed=args.seed)
     except ValueError as e:
-        print(f"pyfa crosscheck: {e}", file=sys.stderr)
+        print(f"pyfa {str(e).removeprefix('pyfa ')}", file=sys.stderr)  # messages start "crosscheck: "
         return 2
     print(format_report(report))
+    julia = [b for b in report.backends if b.backend == "julia" and b.unavailable]
+    if julia and backends is not None and "julia" in backends:  # asked for by name: say it all
+        print(f"\njulia: {julia[0].unavailable}", file=sys.stderr)
     return 0 if report.ok else 1

@@ -6,20 +6,38 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+DEFAULT_OUT = "runs/demo"
+#: What a demo run leaves in its folder; a folder holding only these may be rewritten.
+DEMO_FILES = {"fa", "bp", "histories.json", "compare_curves.png", "compare_alignment.png"}
+
 
 def add_arguments(p) -> None:
-    p.add_argument("--out", default="runs/demo", help="where the training run writes its files")
-    p.add_argument("--epochs", type=int, default=20, help="training epochs for each of FA and BP")
+    p.add_argument("--out", default=DEFAULT_OUT,
+                   help=f"where the training run writes its files (default: {DEFAULT_OUT}); "
+                   "a non-empty folder must hold an earlier demo's files, unless --force")
+    p.add_argument("--epochs", type=int, default=20,
+                   help="training epochs for each of FA and BP (default: 20)")
+    p.add_argument("--force", action="store_true", help="write into --out whatever it holds")
     p.add_argument("--skip-train", action="store_true", help="only the cross-check")
 
 
 def run(args) -> int:
     from pyfa.crosscheck import crosscheck, format_report
 
+    out = Path(args.out)
+    if not args.skip_train and not args.force and out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_FILES)
+        if foreign:
+            print(f"pyfa demo: --out {out} holds files that are not an earlier demo's "
+                  f"({', '.join(foreign[:5])}); pick another folder or pass --force",
+                  file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     print("== 1. cross-check: the forum's network, same weights and data through every backend ==")
     report = crosscheck(None, sizes=(50, 60, 40, 2), batch=64, dtype=np.float32)
@@ -33,7 +51,7 @@ def run(args) -> int:
         code = cli.main([
             "train", "--backend", "torch", "--dataset", "digits", "--compare", "fa,bp",
             "--epochs", str(args.epochs), "--out", args.out, "--force", "--seed", "0",
-        ])  # --force: the demo rewrites its own folder on every run
+        ])  # --force: the folder is new, an earlier demo's, or the user said --force
         status = status or code
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     return status

@@ -129,7 +129,8 @@ def run(args) -> int:
         print(f"  Julia: unavailable ({one_line(julia_reason)}); the Julia rows need Julia "
               "(README, section 'Julia')")
     print(
-        "\nWhy: `function rrule(...)` after `using ChainRulesCore` defines PyFA's own `rrule`; Zygote "
+        "\nWhy: `function rrule(...)` after `using ChainRulesCore` defines the user's module's own "
+        "`rrule`; Zygote "
         "calls `ChainRulesCore.rrule`, finds no method for the layer's call, and differentiates "
         "`W * x` itself, so the input-gradient uses Wᵀ (backprop) instead of Bᵀ. Writing "
         "`function ChainRulesCore.rrule(...)` adds the method Zygote looks for."

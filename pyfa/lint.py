@@ -43,6 +43,7 @@ position; ``lint_*`` return them as ``Finding`` objects.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -648,6 +649,7 @@ class _Checker:
         if extending:
             return
         sig = " ".join(_text(call).split()) if call is not None else ""
+        sig = re.sub(r"::\s*(Matrix|Vector|Array|VecOrMat)\b", r"::Abstract\1", sig)  # PFA002 too
         fixed = f"function {CRC}.{sig}" if call is not None else f"function {CRC}.{name} end"
         where = self.module_label(node)
         by_name = [i for i in crc if i.kind == "using" and i.names and name in i.names]
@@ -1123,6 +1125,8 @@ def run(args: argparse.Namespace) -> int:
     if findings:
         n_files = len({f.path for f in findings})
         print(f"{len(findings)} finding(s) in {n_files} file(s)", file=sys.stderr)
+    elif paths:
+        print(f"no findings in {len(_expand(paths))} file(s)", file=sys.stderr)
     return status or (1 if findings else 0)
 
 

@@ -60,7 +60,7 @@ def plot_alignment(history, path: str | os.PathLike | None = None) -> Figure:
         _decorate(ax, title, "angle (degrees)", epoch0=True)
         ax.set_ylim(-3, max(100, _max(rows) + 5))
     fig.suptitle(_title(history) + "  (below 90° = aligned)")
-    _caption(fig)
+    _caption(fig, [history.mode])
     return _finish(fig, path)
 
 
@@ -114,7 +114,7 @@ def plot_compare_alignment(histories, path: str | os.PathLike | None = None) -> 
         _decorate(ax, title, "angle (degrees)", epoch0=True)
         ax.set_ylim(-3, top)
     fig.suptitle(_title(next(iter(hs.values())), modes=list(hs)) + "  (below 90° = aligned)")
-    _caption(fig)
+    _caption(fig, [h.mode for h in hs.values()])
     return _finish(fig, path)
 
 
@@ -166,16 +166,44 @@ def _decorate(ax, title: str, ylabel: str, *, log: bool = False, epoch0: bool = 
     ax.legend(fontsize="small", loc="best")
 
 
-_CAPTION = (
-    "Left: layer 1's B only carries the error to the input, which nothing learns from, so its "
-    "angle stays near 90°; the B of the layers above shape the hidden layers' updates and W "
-    "aligns with them.\nRight: measured on a fixed batch of training samples; the last layer gets "
-    "the true gradient in every mode (0°). bp is backprop itself: 0° everywhere."
-)
+_SIGN_CONCORDANT = ("usf", "brsf", "frsf")
 
 
-def _caption(fig) -> None:
-    fig.supxlabel(_CAPTION, fontsize="small", color="dimgray")
+def alignment_caption(modes) -> str:
+    """The note under an alignment figure, for the modes it plots: their W–B angles differ (near
+    90° for fa's layer 1, 30–45° by construction for usf, brsf and frsf, 0° for bp)."""
+    modes = list(dict.fromkeys(modes))
+    if modes and set(modes) <= {"bp"}:
+        return (
+            "bp is backprop itself: B = W, so both angles are 0° in every layer, by construction.\n"
+            "The 90° line is for reference: train fa (or --compare fa,bp) to see W align with B."
+        )
+    named = len(modes) > 1
+    left = []
+    if "fa" in modes or not set(modes) & {"bp", *_SIGN_CONCORDANT}:  # fa, or no mode recorded
+        left.append(
+            ("fa: " if named else "")
+            + "layer 1's B only carries the error to the input, which nothing learns from, so its "
+            "angle stays near 90°; the B of the layers above shape the hidden layers' updates and "
+            "W aligns with them."
+        )
+    signed = [m for m in modes if m in _SIGN_CONCORDANT]
+    if signed:
+        left.append(
+            f"{', '.join(signed)}: B takes W's signs, so W and B are aligned by construction "
+            "(about 30–45°) in every layer."
+        )
+    right = (
+        "Right: measured on a fixed batch of training samples; the last layer gets the true "
+        "gradient in every mode (0°)."
+    )
+    if "bp" in modes:
+        right += " bp is backprop itself (B = W): 0° everywhere, on both sides."
+    return "Left: " + "\n".join(left) + "\n" + right
+
+
+def _caption(fig, modes) -> None:
+    fig.supxlabel(alignment_caption(modes), fontsize="small", color="dimgray")
 
 
 def _ninety(ax) -> None:
@@ -230,5 +258,5 @@ def _wide_range(values) -> bool:
 
 __all__ = [
     "plot_curves", "plot_alignment", "plot_compare", "plot_compare_alignment", "save_plots",
-    "save_compare_plots",
+    "save_compare_plots", "alignment_caption",
 ]

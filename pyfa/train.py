@@ -25,6 +25,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -135,7 +136,7 @@ class History:
 
 def train(
     backend: str = "torch",
-    hidden: tuple[int, ...] | list[int] = (256,),
+    hidden: int | tuple[int, ...] | list[int] = (256,),
     activation: str = "relu",
     mode: str = "fa",
     dataset: str | Dataset = "digits",
@@ -158,8 +159,9 @@ def train(
         backend: ``"torch"`` (model: ``nn.Sequential`` of `LinearFA`) or ``"julia"`` (model:
             ``pyfa.julia.JuliaChain``; raises ``pyfa.julia.JuliaUnavailableError`` if Julia cannot
             start).
-        hidden: hidden layer widths; the input and output widths come from the dataset. Or give
-            `sizes`, the full list (input, hidden..., output), which must fit the dataset.
+        hidden: hidden layer widths (an int is one hidden layer: ``hidden=32`` is ``(32,)``; ``()``
+            for none); the input and output widths come from the dataset. Or give `sizes`, the
+            full list (input, hidden..., output), which must fit the dataset.
         activation: hidden activation (identity, relu, tanh, sigmoid); the output layer is linear.
         mode: ``fa``, ``bp``, ``usf``, ``brsf`` or ``frsf`` (`pyfa.network.MODES`).
         dataset: ``"digits"``, ``"forum"``, a path to a ``.npz`` (see `pyfa.data.load_dataset`) or a
@@ -168,7 +170,9 @@ def train(
             `lr` defaults to `DEFAULT_LR`.
         epochs, batch_size, seed: seed fixes the initial weights and feedback matrices
             (`init_mlp(seed=seed)`) and the minibatch order (``default_rng(seed)``).
-        progress: a tqdm bar per epoch (on stderr) with the running loss, then the accuracies.
+        progress: report each epoch on stderr: a tqdm bar with the running loss, then the
+            accuracies, on a terminal (or in a notebook); one plain line per epoch otherwise
+            (a log file, a pipe), so logs are not flooded with bar redraws.
         device: torch device for the torch backend (``"cpu"``, ``"cuda"``); the Julia backend runs
             on the CPU.
         probe_size: how many training samples (the first ones, >= 1) the update angles are
@@ -178,34 +182,21 @@ def train(
             ``None`` keeps torch's setting. Ignored by the Julia backend.
 
     Every argument is checked before anything is loaded or trained: a bad value (lr not finite and
-    > 0, momentum outside [0, 1), epochs, batch_size or probe_size < 1, a device torch cannot use)
-    raises ValueError.
+    > 0, momentum outside [0, 1), epochs, batch_size, probe_size or a hidden width < 1, a device
+    torch cannot use) raises ValueError.
 
     The defaults (relu, one hidden layer of 256, Adam lr 1e-3, batch 32, 20 epochs) reach about
     97-98 % test accuracy on digits with mode fa and 98-99 % with bp.
     """
-    _check_choice("backend", backend, BACKENDS)
-    _check_choice("mode", mode, MODES)
-    _check_choice("optimizer", optimizer, OPTIMIZERS)
-    _check_choice("activation", activation, ACTIVATIONS)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("probe_size", probe_size)):
-        _check_whole(name, value)
-    if threads is not None:
-        _check_whole("threads", threads, " or None")
-    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    momentum = float(momentum)
-    if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-    if backend == "julia" and str(device) != "cpu":
-        raise ValueError("device applies to the torch backend; the Julia backend trains on the CPU")
-    if backend == "torch":
-        _check_device(device)
+    lr, momentum, hidden = _check_arguments(
+        backend=backend, mode=mode, optimizer=optimizer, activation=activation, epochs=epochs,
+        batch_size=batch_size, probe_size=probe_size, threads=threads, lr=lr, momentum=momentum,
+        device=device, hidden=hidden, sizes=sizes,
+    )
 
     ds = load_dataset(dataset)
     if sizes is None:
-        sizes = (ds.n_features, *[int(h) for h in hidden], ds.n_outputs)
+        sizes = (ds.n_features, *hidden, ds.n_outputs)
     sizes = tuple(int(s) for s in sizes)
     if sizes[0] != ds.n_features or sizes[-1] != ds.n_outputs:
         raise ValueError(
@@ -228,6 +219,59 @@ def train(
     return history, runner.model
 
 
+def _check_arguments(*, backend, mode, optimizer, activation, epochs, batch_size, probe_size,
+                     threads, lr, momentum, device, hidden, sizes=None):
+    """`train`'s argument checks (ValueError for a bad one), without loading anything; returns
+    ``(lr, momentum, hidden)`` normalised: the default lr filled in, hidden as a tuple of ints."""
+    _check_choice("backend", backend, BACKENDS)
+    _check_choice("mode", mode, MODES)
+    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    _check_choice("activation", activation, ACTIVATIONS)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("probe_size", probe_size)):
+        _check_whole(name, value)
+    if threads is not None:
+        _check_whole("threads", threads, " or None")
+    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    momentum = float(momentum)
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    hidden = _widths("hidden", hidden)
+    if sizes is not None:
+        _widths("sizes", sizes)
+    if backend == "julia" and str(device) != "cpu":
+        raise ValueError("device applies to the torch backend; the Julia backend trains on the CPU")
+    if backend == "torch":
+        _check_device(device)
+    return lr, momentum, hidden
+
+
+def _widths(name: str, widths) -> tuple[int, ...]:
+    """`widths` (an int, or a sequence of ints) as a tuple of ints >= 1; ValueError otherwise."""
+    try:
+        if isinstance(widths, (str, bytes)):
+            raise TypeError
+        if isinstance(widths, (int, np.integer)) and not isinstance(widths, bool):
+            items = (widths,)  # one hidden layer
+        else:
+            items = tuple(widths)
+    except TypeError:
+        raise ValueError(
+            f"{name} must be a width or a sequence of widths (whole numbers >= 1), got {widths!r}"
+        ) from None
+    for w in items:
+        try:
+            ok = not isinstance(w, bool) and int(w) == w and w >= 1
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{name} widths must be whole numbers >= 1, got {widths!r} (bad: {w!r})"
+            )
+    return tuple(int(w) for w in items)
+
+
 def _fit(runner, ds, mode, epochs, batch_size, seed, progress, probe_size, config):
     from pyfa import __version__
 
@@ -248,6 +292,10 @@ def _fit(runner, ds, mode, epochs, batch_size, seed, progress, probe_size, confi
 
     from tqdm.auto import tqdm
 
+    # Bars redraw themselves with \r several times an epoch: right on a terminal (or as a notebook
+    # widget), a flood in a log file or a pipe. There, one plain line per epoch instead.
+    bars = progress and _bars_fit(tqdm, sys.stderr)
+    lines = progress and not bars
     rng = np.random.default_rng(seed)
     n = len(ds.x_train)
     n_batches = math.ceil(n / batch_size)
@@ -256,7 +304,7 @@ def _fit(runner, ds, mode, epochs, batch_size, seed, progress, probe_size, confi
         perm = rng.permutation(n)
         bar = tqdm(
             total=n_batches, desc=f"{c['backend']}/{mode} epoch {epoch:>{width}}/{epochs}",
-            unit="batch", disable=not progress, leave=True, file=sys.stderr, dynamic_ncols=True,
+            unit="batch", disable=not bars, leave=True, file=sys.stderr, dynamic_ncols=True,
         )
         total, seen = 0.0, 0
         t0 = time.perf_counter()
@@ -284,7 +332,22 @@ def _fit(runner, ds, mode, epochs, batch_size, seed, progress, probe_size, confi
             post.update(test_loss=f"{ev['test_loss']:.4f}")
         bar.set_postfix(post, refresh=True)
         bar.close()
+        if lines:
+            stats = "  ".join(f"{k} {v}" for k, v in post.items())
+            print(f"{c['backend']}/{mode} epoch {epoch:>{width}}/{epochs}  {stats}",
+                  file=sys.stderr, flush=True)
     return history
+
+
+def _bars_fit(tqdm_class, stream) -> bool:
+    """Whether progress bars suit `stream`: a terminal, or a notebook (tqdm.auto's widgets)."""
+    notebook = sys.modules.get("tqdm.notebook")
+    if notebook is not None and issubclass(tqdm_class, notebook.tqdm_notebook):
+        return True  # a notebook widget, not \r redraws on the stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def _evaluate(runner, ds: Dataset, mode: str, probe) -> dict:
@@ -434,8 +497,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mode", choices=MODES, default="fa", help="default: fa")
     parser.add_argument(
         "--compare", metavar="MODES", default=None,
-        help="comma-separated modes (e.g. fa,bp) trained on the same data and seed and plotted "
-        "together; overrides --mode",
+        help="comma-separated modes, each named once (e.g. fa,bp), trained on the same data and "
+        "seed and plotted together; overrides --mode",
     )
     parser.add_argument(
         "--dataset", default="digits",
@@ -467,13 +530,16 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--out", metavar="DIR", default=None,
         help="write history.json, model.npz (checkpoint) and PNG plots here; must be a new or "
-        "empty folder unless --force",
+        "empty folder unless --force (created, and checked writable, before training)",
     )
     parser.add_argument(
         "--force", action="store_true",
         help="let --out be a non-empty folder: overwrite the files pyfa writes there",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress", action="store_true",
+        help="no progress output (bars on a terminal, else one line per epoch)",
+    )
 
 
 def _parse_hidden(text: str) -> tuple[int, ...]:
@@ -500,7 +566,12 @@ def run(args) -> int:
             print(f"pyfa train: --compare: unknown mode(s) {bad or args.compare!r}; "
                   f"expected a comma-separated list of {MODES}", file=err)
             return 2
-        modes = list(dict.fromkeys(modes))
+        twice = [m for m in dict.fromkeys(modes) if modes.count(m) > 1]
+        if twice:
+            print(f"pyfa train: --compare {args.compare}: {', '.join(twice)} given more than once; "
+                  "name each mode once (the same mode and seed would train the same run twice)",
+                  file=err)
+            return 2
     else:
         modes = [args.mode]
 
@@ -508,6 +579,17 @@ def run(args) -> int:
     problem = _out_problem(out, modes, args.force) if out else None
     if problem:
         print(f"pyfa train: {problem}", file=err)
+        return 2
+
+    options = dict(
+        backend=args.backend, activation=args.activation, optimizer=args.optimizer, lr=args.lr,
+        momentum=args.momentum, epochs=args.epochs, batch_size=args.batch_size,
+        device=args.device, threads=args.threads or None,
+    )
+    try:  # every option, before anything is loaded, created or trained
+        _check_arguments(mode=modes[0], probe_size=256, hidden=args.hidden, **options)
+    except ValueError as e:
+        print(f"pyfa train: {e}", file=err)
         return 2
 
     if args.backend == "julia":
@@ -528,19 +610,24 @@ def run(args) -> int:
         print(f"pyfa train: {e}", file=err)
         return 2
 
+    created: list[Path] = []
+    if out is not None:
+        problem, created = _make_out(out)
+        if problem:
+            print(f"pyfa train: --out {out}: {problem}", file=err)
+            return 2
+
     histories: dict[str, History] = {}
     written: list[Path] = []
     for mode in modes:
         try:
             history, model = train(
-                backend=args.backend, hidden=args.hidden, activation=args.activation, mode=mode,
-                dataset=dataset, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-                epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                progress=not args.no_progress, device=args.device,
-                threads=args.threads or None,
+                hidden=args.hidden, mode=mode, dataset=dataset, seed=args.seed,
+                progress=not args.no_progress, **options,
             )
         except ValueError as e:
             print(f"pyfa train: {e}", file=err)
+            _remove_empty(created)
             return 2
         histories[mode] = history
         if out is not None:
@@ -559,7 +646,42 @@ def run(args) -> int:
             )
             written += [out / "histories.json", *plots.save_compare_plots(histories, out)]
         print("wrote: " + ", ".join(str(p) for p in written))
+    else:
+        print("(nothing saved: pass --out DIR to keep the history, checkpoint and plots)", file=err)
     return 0
+
+
+def _make_out(out: Path) -> tuple[str | None, list[Path]]:
+    """Create `out` (parents too) and prove a file can be written in it, before any training.
+
+    Returns ``(problem, created)``: why `out` cannot be used (None if it can), and the folders
+    this made, deepest first (`_remove_empty` takes them away again if the run stops early).
+    """
+    created = []
+    up = out
+    while not up.exists() and up != up.parent:
+        created.append(up)
+        up = up.parent
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _remove_empty(created)
+        return f"cannot create the folder ({e.strerror or e})", []
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".pyfa-write-test-"):
+            pass
+    except OSError as e:
+        _remove_empty(created)
+        return f"cannot write files there ({e.strerror or e})", []
+    return None, created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for d in folders:  # deepest first
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def _out_problem(out: Path, modes: list[str], force: bool) -> str | None:

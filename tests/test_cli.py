@@ -44,3 +44,14 @@ def test_forum_problem_is_the_posts_shapes():
     layers, x, y = forum_problem()
     assert [p.weight.shape for p in layers] == [(60, 50), (40, 60), (2, 40)]
     assert x.shape == (64, 50) and y.shape == (64, 2)
+
+
+def test_demo_refuses_a_folder_of_someone_elses_files(tmp_path, capsys, monkeypatch):
+    import pyfa.crosscheck
+
+    monkeypatch.setattr(pyfa.crosscheck, "crosscheck", lambda *a, **k: pytest.fail("ran"))
+    (tmp_path / "notes.txt").write_text("mine")
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

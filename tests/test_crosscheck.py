@@ -110,9 +110,11 @@ def test_cli_errors_and_exit_status(capsys):
     assert "at least two widths" in capsys.readouterr().err
     assert cli.main(["crosscheck", "--backends", "torch", "--sizes", "5,x"]) == 2
     assert "--sizes takes" in capsys.readouterr().err
-    # the oracle compared with itself proves nothing: not a pass
-    assert cli.main(["crosscheck", "--backends", "reference"]) == 1
-    assert "FAIL: no backend was compared" in capsys.readouterr().out
+    # the oracle compared with itself proves nothing: a usage error
+    assert cli.main(["crosscheck", "--backends", "reference"]) == 2
+    err = capsys.readouterr().err
+    assert "reference is the oracle itself; name torch or julia" in err
+    assert err.startswith("pyfa crosscheck: ") and "crosscheck: crosscheck" not in err
     assert cli.main(["crosscheck", "--backends", "reference,torch", "--dtype", "float64"]) == 0
     with pytest.raises(ValueError, match="brsf"):
         crosscheck(["torch"], mode="brsf")

@@ -331,3 +331,21 @@ def test_convert_shared_frozen_lazy_and_attention():
     with pytest.warns(UserWarning, match="MultiheadAttention.out_proj"):
         assert convert(attn) == 0
     assert type(attn[0].out_proj) is not LinearFA
+
+
+def test_mlp_gradients_checks_the_target_and_takes_tensors():
+    layers = init_mlp([5, 4, 2], seed=0)
+    model = mlp_from_params(layers)
+    x = np.ones((8, 5), np.float32)
+    with pytest.raises(ValueError, match=r"target y has shape \(8, 1\); the network gives \(8, 2\)"):
+        mlp_gradients(model, x, np.ones((8, 1), np.float32))
+    with pytest.raises(ValueError, match=r"target y has shape \(8,\)"):
+        mlp_gradients(model, x, np.ones(8, np.float32))
+    a = mlp_gradients(model, x, np.zeros((8, 2), np.float32))
+    b = mlp_gradients(model, torch.ones(8, 5), torch.zeros(8, 2))
+    np.testing.assert_array_equal(a.layers[0]["weight"], b.layers[0]["weight"])
+
+
+def test_non_tensor_input_is_a_type_error():
+    with pytest.raises(TypeError, match=r"must be a torch.Tensor, got ndarray .*torch.from_numpy"):
+        LinearFA(4, 3)(np.zeros((2, 4)))

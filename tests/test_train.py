@@ -4,6 +4,7 @@ import importlib
 import json
 import os
 import re
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -114,10 +115,37 @@ def test_threads_are_restored():
     assert torch.get_num_threads() == before
 
 
-def test_progress_bar_shows_loss_and_accuracy(capsys):
+def test_progress_bar_shows_loss_and_accuracy(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal
     train(hidden=(16,), epochs=1, batch_size=128, seed=0, progress=True)
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "loss=" in err and "test_acc=" in err
+    assert "\r" in err  # a bar, redrawn in place
+
+
+@pytest.mark.parametrize("dataset, stat", [("digits", "test_acc"), ("forum", "test_loss")])
+def test_progress_without_a_terminal_is_one_line_per_epoch(capsys, dataset, stat):
+    """A log file or pipe (capsys is not a tty) gets one plain line per epoch, not bar redraws."""
+    assert not sys.stderr.isatty()
+    train(hidden=(16,), epochs=3, batch_size=128, seed=0, progress=True, dataset=dataset)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "batch/s" not in err
+    lines = err.splitlines()
+    assert len(lines) == 3, err
+    for epoch, line in enumerate(lines, 1):
+        assert line.startswith(f"torch/fa epoch {epoch}/3  loss "), line
+        assert f" {stat} " in line and err.count(f"epoch {epoch}/3") == 1
+    train(hidden=(16,), epochs=1, batch_size=128, seed=0, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_hidden_may_be_one_int():
+    h, model = train(hidden=16, epochs=1, batch_size=128, progress=False)
+    assert h.config["sizes"] == [64, 16, 10]
+    h, _ = train(hidden=np.int64(8), epochs=1, batch_size=128, progress=False)
+    assert h.config["sizes"] == [64, 8, 10]
+    h, _ = train(hidden=(), epochs=1, batch_size=128, progress=False)
+    assert h.config["sizes"] == [64, 10]
 
 
 @pytest.mark.parametrize(
@@ -152,6 +180,12 @@ def test_bad_arguments(kwargs, match):
         (dict(threads=0), "threads must be a whole number >= 1 or None"),
         (dict(device="bogus"), "device 'bogus' is not a torch device"),
         (dict(device="cuda"), r"device 'cuda': CUDA is not available here"),
+        (dict(hidden=0), r"hidden widths must be whole numbers >= 1, got 0"),
+        (dict(hidden=(32, 0)), r"hidden widths must be whole numbers >= 1, got \(32, 0\)"),
+        (dict(hidden=(1.5,)), r"hidden widths must be whole numbers >= 1.*bad: 1.5"),
+        (dict(hidden="32"), r"hidden must be a width or a sequence of widths"),
+        (dict(hidden=None), r"hidden must be a width or a sequence of widths"),
+        (dict(sizes=(64, 0, 10)), r"sizes widths must be whole numbers >= 1"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_is_loaded(monkeypatch, kwargs, match):
@@ -330,7 +364,79 @@ def test_demo_can_be_rerun_into_its_own_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(crosscheck, "crosscheck", lambda *a, **k: SimpleNamespace(ok=True))
     monkeypatch.setattr(crosscheck, "format_report", lambda report: "(cross-check skipped)")
-    args = SimpleNamespace(out=str(tmp_path / "demo"), epochs=1, skip_train=False)
+    args = SimpleNamespace(out=str(tmp_path / "demo"), epochs=1, skip_train=False, force=False)
     assert demo.run(args) == 0
     assert demo.run(args) == 0  # make demo twice: the second run overwrites the first
     assert History.from_json(tmp_path / "demo" / "fa" / "history.json").epochs == 1
+
+
+def test_cli_compare_refuses_a_mode_given_twice(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(train_module, "_fit", not_trained)
+    for compare in ("fa,fa", "fa,bp,fa", " bp , bp"):
+        out = tmp_path / "cmp"
+        rc = pyfa.cli.main(["train", "--compare", compare, "--out", str(out), "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert err.startswith(f"pyfa train: --compare {compare}: ") and "more than once" in err
+        assert not out.exists()
+
+
+def test_cli_out_that_cannot_be_created_stops_before_training(tmp_path, capsys, monkeypatch):
+    """An --out that cannot be made (under /proc) used to train every epoch, then crash."""
+    monkeypatch.setattr(train_module, "_fit", not_trained)
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc here")
+    out = "/proc/pyfa-no-such-folder/run"
+    rc = pyfa.cli.main(["train", "--out", out, "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith(f"pyfa train: --out {out}: cannot create the folder (") and (
+        "Traceback" not in err)
+
+
+def test_cli_out_that_cannot_be_written_stops_before_training(tmp_path, capsys, monkeypatch):
+    """A folder pyfa can make but not write in (read-only; simulated: tests may run as root)."""
+    monkeypatch.setattr(train_module, "_fit", not_trained)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(train_module.tempfile, "NamedTemporaryFile", read_only)
+    out = tmp_path / "new" / "run"
+    rc = pyfa.cli.main(["train", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err == f"pyfa train: --out {out}: cannot write files there (Permission denied)\n"
+    assert not (tmp_path / "new").exists()  # the folders it made are taken away again
+    (tmp_path / "empty").mkdir()
+    assert pyfa.cli.main(["train", "--out", str(tmp_path / "empty"), "--no-progress"]) == 2
+    assert (tmp_path / "empty").is_dir()  # a folder that was there stays
+
+
+def test_cli_without_out_says_nothing_was_saved(tmp_path, capsys):
+    base = ["train", "--epochs", "1", "--hidden", "8", "--batch-size", "256", "--no-progress"]
+    assert pyfa.cli.main(base) == 0
+    captured = capsys.readouterr()
+    assert "test acc" in captured.out
+    assert captured.err == (
+        "(nothing saved: pass --out DIR to keep the history, checkpoint and plots)\n")
+    assert pyfa.cli.main([*base, "--out", str(tmp_path / "run")]) == 0
+    assert "nothing saved" not in capsys.readouterr().err
+
+
+def test_alignment_caption_fits_the_modes_plotted():
+    from pyfa import plots
+
+    h = History(config={"mode": "bp", "sizes": [64, 16, 10]}, loss=[0.1],
+                weight_feedback_angle=[[0.0, 0.0]], update_angle=[[0.0, 0.0]],
+                initial={"weight_feedback_angle": [0.0, 0.0], "update_angle": [0.0, 0.0]})
+    for text in (plots.alignment_caption(["bp"]),
+                 plots.plot_alignment(h)._supxlabel.get_text(),
+                 plots.plot_compare_alignment({"bp": h})._supxlabel.get_text()):
+        assert "stays near 90" not in text and "0°" in text and "backprop itself" in text
+    assert "stays near 90" in plots.alignment_caption(["fa"])
+    assert "stays near 90" in plots.alignment_caption(["fa", "bp"])
+    usf = plots.alignment_caption(["usf"])
+    assert "stays near 90" not in usf and "signs" in usf
+    h.config["mode"] = "fa"
+    assert "stays near 90" in plots.plot_alignment(h)._supxlabel.get_text()

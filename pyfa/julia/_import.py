@@ -14,6 +14,7 @@ Defaults, applied with ``os.environ.setdefault`` (a value the user set always wi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -76,7 +77,9 @@ def import_juliacall():
             stacklevel=3,
         )
     try:
-        import juliacall
+        # juliapkg reports its progress with print(): keep it off stdout, where reports go
+        with contextlib.redirect_stdout(sys.stderr):
+            import juliacall
     except BaseException as e:  # juliacall raises plain Exception, URLError, CalledProcessError...
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise

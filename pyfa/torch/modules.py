@@ -97,10 +97,14 @@ class LinearFA(nn.Module):
                     self.bias.uniform_(-bound, bound, generator=g)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] != self.in_features:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"{self!r}: input must be a torch.Tensor, got {type(x).__name__} "
+                "(for a numpy array use torch.from_numpy(x))"
+            )
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
-                f"{self!r}: input has shape {shape}, expected (..., {self.in_features}) "
+                f"{self!r}: input has shape {tuple(x.shape)}, expected (..., {self.in_features}) "
                 f"(weight {tuple(self.weight.shape)})"
             )
         w, fb = self.weight, self.feedback

@@ -68,10 +68,15 @@ def mlp_gradients(model: nn.Module, x: np.ndarray, y: np.ndarray) -> Gradients:
     if not layers:
         raise TypeError(f"mlp_gradients: {type(model).__name__} has no LinearFA or nn.Linear layer")
     w0 = layers[0].weight
+    x, y = _to_numpy(x, "x"), _to_numpy(y, "y")
     xt = torch.tensor(x, dtype=w0.dtype, device=w0.device, requires_grad=True)
     yt = torch.as_tensor(y, dtype=w0.dtype, device=w0.device)
     model.zero_grad(set_to_none=True)
-    loss = nn.functional.mse_loss(model(xt), yt)
+    out = model(xt)
+    if yt.shape != out.shape:
+        raise ValueError(f"mlp_gradients: target y has shape {tuple(yt.shape)}; the network gives "
+                         f"{tuple(out.shape)} for x of shape {tuple(xt.shape)}")
+    loss = nn.functional.mse_loss(out, yt)
     loss.backward()
     grads = []
     for m in layers:
@@ -84,6 +89,15 @@ def mlp_gradients(model: nn.Module, x: np.ndarray, y: np.ndarray) -> Gradients:
         loss=loss.item(), layers=grads, input=_np(xt.grad),
         meta={"backend": "torch", "mode": getattr(layers[0], "mode", "bp"), "device": str(w0.device)},
     )
+
+
+def _to_numpy(a, what: str) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"mlp_gradients: {what} must be a numpy array or a torch.Tensor, "
+                        f"got {type(a).__name__}")
+    return a
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
