@@ -86,8 +86,20 @@ def julia_cases(layers, x, y, fa: Gradients, bp: Gradients) -> list[ForumCase]:
     ]
 
 
+EXIT_STATUS = """\
+exit status:
+  0    the bug and the fix behave as the thread says (the bare rrule gives backprop, the fix FA,
+       the PyTorch port FA), and pyfa lint flags the bug and passes the fix
+  1    some result was not the expected one (marked UNEXPECTED)
+  2    a bad option"""
+
+
 def add_arguments(p) -> None:
-    p.add_argument("--seed", type=int, default=0)
+    from pyfa.cli import seed_arg
+
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="weights, feedback matrices and data of the post's network; 0 to 2**63-1 "
+                   "(default: 0)")
 
 
 def run(args) -> int:

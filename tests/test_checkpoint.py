@@ -2,6 +2,7 @@
 
 import os
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -220,7 +221,7 @@ def test_load_rejects_non_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="not a pyfa checkpoint"):
         load(tmp_path / "plain.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
-    with pytest.raises(CheckpointError, match="not a readable .npz"):
+    with pytest.raises(CheckpointError, match="junk.npz' is not a pyfa checkpoint: not an .npz"):
         load(tmp_path / "junk.npz")
     good = tmp_path / "good.npz"
     save(good, scrambled([3, 2], 0))
@@ -336,3 +337,235 @@ def test_load_into_warns_when_it_casts(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_into(model, tmp_path / "m32.npz")  # same dtype: no warning
+
+
+# ---------------------------------------------- every unreadable file is a CheckpointError naming it
+
+
+def test_a_text_file_named_npz_gets_no_pickle_advice(tmp_path):
+    path = tmp_path / "model.npz"
+    path.write_text("this is not a checkpoint\n")
+    with pytest.raises(CheckpointError) as e:
+        load(path)
+    assert "model.npz" in str(e.value) and "not an .npz (zip) archive" in str(e.value)
+    assert "pickle" not in str(e.value)  # numpy says to load it "unsafely with allow_pickle"
+
+
+@pytest.mark.parametrize("where", ["weight", "meta"])
+def test_a_bit_flipped_checkpoint_is_a_checkpoint_error_naming_the_file(tmp_path, where):
+    path = tmp_path / "m.npz"
+    save(path, scrambled([6, 8, 4], 0))
+    member = "layer0.weight.npy" if where == "weight" else "__meta__.npy"
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(member)
+    # a bit flipped near the end of the member's (stored, uncompressed) bytes: its CRC fails
+    offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.file_size - 5
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"m.npz.* damaged"):  # was a raw BadZipFile
+        load(path)
+
+
+def test_object_arrays_are_a_checkpoint_error(tmp_path):
+    path = tmp_path / "m.npz"
+    save(path, scrambled([3, 2], 0))
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["layer0.bias"] = np.array([1, "x"], dtype=object)
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match=r"m.npz': array 'layer0.bias' holds Python objects"):
+        load(path)  # was a raw ValueError
+
+
+def test_load_dtype_takes_torch_dtypes_and_names(tmp_path):
+    path = save(tmp_path / "m.npz", scrambled([3, 4, 2], 0))
+    for dt in (torch.float64, "float64", np.float64):  # torch.float64 used to fail in numpy
+        assert load(path, dtype=dt)[0].weight.dtype == np.float64
+    model = load(path, backend="torch", dtype=torch.float64)
+    assert model[0].weight.dtype == torch.float64
+    for bad in (torch.float16, "int32", np.int64, "bogus"):
+        with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+            load(path, dtype=bad)
+
+
+def test_load_device_cuda_without_cuda_is_a_clear_error(tmp_path, monkeypatch):
+    path = save(tmp_path / "m.npz", scrambled([3, 4, 2], 0))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"load: device 'cuda': CUDA is not available here"):
+        load(path, backend="torch", device="cuda")  # was a raw AssertionError from torch
+    with pytest.raises(ValueError, match="load: device 'bogus' is not a torch device"):
+        load(path, backend="torch", device="bogus")
+    with pytest.raises(ValueError, match="device='cpu' applies to backend='torch' only"):
+        load(path, device="cpu")
+
+
+def test_a_folder_is_not_said_to_be_missing(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(CheckpointError, match="run' is a folder, not a file; give the checkpoint"):
+        load(run)
+    save(run / "model.npz", scrambled([3, 2], 0))
+    with pytest.raises(CheckpointError, match=r"is a folder, not a file; it holds '.*run/model.npz'"):
+        load(run)
+
+
+def test_header_sizes_that_contradict_the_arrays_are_refused(tmp_path):
+    path = tmp_path / "m.npz"
+    save(path, scrambled([3, 4, 2], 0))
+    rewrite(path, lambda h: h.update(sizes=[3, 5, 2]))
+    with pytest.raises(CheckpointError, match=r"m.npz.* sizes \[3, 5, 2\] contradict the arrays, "
+                                              r"whose shapes give sizes \[3, 4, 2\]"):
+        load(path)
+    save(path, scrambled([3, 4, 2], 0))
+    rewrite(path, lambda h: h.update(dtype="float64"))
+    with pytest.raises(CheckpointError, match="dtype 'float64' contradicts the arrays"):
+        load(path)
+
+
+def test_training_state_round_trip_and_format_versions(tmp_path):
+    from pyfa.checkpoint import TrainingState, read_training
+
+    layers = scrambled([3, 4, 2], 0)
+    plain = save(tmp_path / "plain.npz", layers)
+    assert read_meta(plain)["format_version"] == 1 and read_training(plain) is None
+    state = TrainingState({"epoch": 3, "rng": {"state": 2**100}},
+                          {"opt.m": np.arange(4.0), "gen": np.arange(5, dtype=np.uint8)})
+    path = save(tmp_path / "t.npz", layers, training=state)
+    assert read_meta(path)["format_version"] == 2
+    back = read_training(path)
+    assert back.info == state.info and back.info["rng"]["state"] == 2**100
+    assert set(back.arrays) == {"opt.m", "gen"} and back.arrays["gen"].dtype == np.uint8
+    assert np.array_equal(back.arrays["opt.m"], np.arange(4.0))
+    assert_same_layers(load(path), layers)  # the model loads as ever
+    rewrite(path, drop=["training.gen"])
+    with pytest.raises(CheckpointError, match=r"missing arrays \['training.gen'\]"):
+        load(path)
+    with pytest.raises(ValueError, match="training array name 'a b'"):
+        save(tmp_path / "x.npz", layers, training=TrainingState({}, {"a b": np.zeros(1)}))
+
+
+# --------------------------------------------------------------- DFA matrices, kp's learnt feedback
+
+
+def test_dfa_matrices_round_trip_and_are_never_dropped(tmp_path):
+    from pyfa.torch import DFASequential
+
+    layers = init_mlp([6, 5, 4, 3], "tanh", seed=2, direct_feedback=True)
+    path = save(tmp_path / "dfa.npz", layers, mode="dfa")
+    info = read_meta(path)
+    assert info["format_version"] == 3 and info["direct_feedback"] == [True, True, False]
+    back = load(path)
+    assert_same_layers(back, layers)
+    for p, q in zip(back, layers, strict=True):
+        assert (p.direct_feedback is None) == (q.direct_feedback is None)
+        if q.direct_feedback is not None:
+            assert np.array_equal(p.direct_feedback, q.direct_feedback)
+    model = load(path, backend="torch")
+    assert isinstance(model, DFASequential)  # the saved mode, dfa, with the saved matrices
+    for i in range(2):
+        assert np.array_equal(model.direct_feedback_of(i).numpy(), layers[i].direct_feedback)
+    # a DFASequential saved from torch: mode dfa, its matrices, read back bit for bit
+    again = save(tmp_path / "again.npz", model)
+    assert read_meta(again)["mode"] == "dfa"
+    for p, q in zip(load(again), layers, strict=True):
+        if q.direct_feedback is not None:
+            assert np.array_equal(p.direct_feedback, q.direct_feedback)
+
+
+def test_load_into_a_dfa_model_fills_its_matrices_or_refuses(tmp_path):
+    layers = init_mlp([6, 5, 3], "relu", seed=1, direct_feedback=True)
+    path = save(tmp_path / "dfa.npz", layers, mode="dfa")
+    other = mlp_from_params(init_mlp([6, 5, 3], "relu", seed=9, direct_feedback=True), "dfa")
+    load_into(other, path)
+    assert np.array_equal(other.direct_feedback_of(0).numpy(), layers[0].direct_feedback)
+    assert np.array_equal(other[0].weight.detach().numpy(), layers[0].weight)
+    plain = save(tmp_path / "plain.npz", init_mlp([6, 5, 3], "relu", seed=1))
+    target = mlp_from_params(init_mlp([6, 5, 3], "relu", seed=9, direct_feedback=True), "dfa")
+    before = target.direct_feedback.clone()
+    with pytest.raises(CheckpointError, match="needs a DFA matrix \\(3, 5\\), but the checkpoint's "
+                       "layer 0 has none"):
+        load_into(target, plain)
+    assert torch.equal(target.direct_feedback, before)
+
+
+def test_a_header_that_lies_about_dfa_matrices_is_refused(tmp_path):
+    layers = init_mlp([4, 3, 2], "relu", seed=0, direct_feedback=True)
+    path = save(tmp_path / "dfa.npz", layers, mode="dfa")
+    with np.load(path) as z:
+        arrays = dict(z)
+    del arrays["layer0.direct_feedback"]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(CheckpointError, match=r"missing arrays \['layer0.direct_feedback'\]"):
+        load(tmp_path / "bad.npz")
+
+
+def test_kp_feedback_is_saved_and_trainable_again_after_load(tmp_path):
+    layers = init_mlp([5, 4, 3], "relu", seed=3)
+    model = mlp_from_params(layers, "kp")
+    with torch.no_grad():
+        model[0].feedback.add_(1.0)  # as training would have changed it
+    path = save(tmp_path / "kp.npz", model)
+    assert read_meta(path)["mode"] == "kp"
+    back = load(path, backend="torch")
+    assert isinstance(back[0].feedback, torch.nn.Parameter)  # trainable again in kp
+    assert torch.equal(back[0].feedback, model[0].feedback)
+
+
+# ------------------------------------------------------------------- LeNet: a state-dict checkpoint
+
+
+def lenet(mode="fa", seed=0):
+    from pyfa.train.models import lenet_spec
+    from pyfa.train.torch_models import cnn_from_spec
+
+    return cnn_from_spec(lenet_spec((1, 28, 28), 10, seed=seed), mode, (1, 28, 28),
+                         architecture="lenet")
+
+
+@pytest.mark.parametrize("mode", ["fa", "kp", "brsf"])
+def test_lenet_round_trip_through_its_state_dict(tmp_path, mode):
+    model = lenet(mode)
+    x = torch.rand(4, 784)
+    model(x).sum().backward()  # brsf: advances its draw counters, which must come back too
+    path = save(tmp_path / "lenet.npz", model, {"note": "x"})
+    info = read_meta(path)
+    assert info["format_version"] == 3 and info["mode"] == mode and info["meta"] == {"note": "x"}
+    assert info["model"] == {"name": "lenet", "input_shape": [1, 28, 28], "classes": 10,
+                             "activation": "relu"}
+    back = load(path, backend="torch")
+    assert type(back).__name__ == "CNN" and back.input_shape == (1, 28, 28)
+    for (k, a), (k2, b) in zip(model.state_dict().items(), back.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(a, b), k
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))
+    with pytest.raises(CheckpointError, match="load it with backend='torch'"):
+        load(path)
+
+
+def test_lenet_load_into_checks_every_tensor_first(tmp_path):
+    model = lenet(seed=1)
+    path = save(tmp_path / "lenet.npz", model)
+    target = lenet(seed=2)
+    load_into(target, path)
+    assert torch.equal(target[1].weight, model[1].weight)
+    wrong = lenet(seed=3)
+    wrong[-1] = LinearFA(84, 7)  # another number of classes
+    before = {k: v.clone() for k, v in wrong.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"12\.(bias|weight|feedback) has shape \(10,"):
+        load_into(wrong, path)
+    assert all(torch.equal(before[k], v) for k, v in wrong.state_dict().items())
+
+
+def test_lenet_checkpoint_without_its_state_keys_is_refused(tmp_path):
+    import json
+
+    path = save(tmp_path / "lenet.npz", lenet())
+    with np.load(path) as z:
+        arrays = dict(z)
+    info = json.loads(str(arrays["__meta__"][()]))
+    del info["state_keys"]
+    arrays["__meta__"] = np.array(json.dumps(info))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(CheckpointError, match="names a model but lacks 'state_keys'"):
+        load(tmp_path / "bad.npz", backend="torch")

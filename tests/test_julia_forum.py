@@ -16,14 +16,60 @@ from pyfa.network import init_mlp
 RULE_BUG = "function rrule(::typeof(my_matmul), W::Matrix, X::Matrix, B::Matrix)"
 RULE_FIX = ("function ChainRulesCore.rrule(::typeof(my_matmul), W::AbstractMatrix, "
             "X::AbstractMatrix, B::AbstractMatrix)")
+# The post's code as posted (discourse.julialang.org/t/custom-rrule-for-feedback-alignment/72159),
+# up to the rule and `Flux.trainable`; its model, data and gradient lines live in the bridge.
+POST = r"""
+using Flux; using Flux: @functor, glorot_uniform
+using ChainRulesCore; using ChainRulesCore: NoTangent, @thunk
+# DenseFA struct
+struct DenseFA{M1<:Matrix, M2<:Matrix}
+    W::M1 # Weights used in the forward pass
+    B::M2 # Weights used in the backwards pass
+    function DenseFA(W::M1, B::M2) where {M1<:Matrix, M2<:Matrix}
+        new{M1,M2}(W, B)
+    end
+end
+# Initialize DenseFA struct
+function DenseFA(in::Integer, out::Integer; init = glorot_uniform)
+   W = init(out, in)
+   B = init(out, in)
+   return DenseFA(W, B)
+end
+@functor DenseFA
+(a::DenseFA)(X) = my_matmul(a.W, X, a.B)
+function my_matmul(W, X, B)
+   return W * X
+end
+function Base.show(io::IO, l::DenseFA)
+   print(io, "DenseFA(", size(l.W, 2), ", ", size(l.W, 1), ")")
+end
+function rrule(::typeof(my_matmul), W::Matrix, X::Matrix, B::Matrix)
+   y = my_matmul(W, X, B)
+   println("==========Using rrule with fixed random feedback weights==========")
+   function times_pullback(ΔΩ)
+      ∂W = @thunk(ΔΩ * X')
+      ∂X = @thunk(B' * ΔΩ) # Use random feedback weight matrix B
+      return (NoTangent(), ∂W, ∂X, NoTangent())
+   end
+   return y, times_pullback
+end
+Flux.trainable(a::DenseFA) = (a.W,)
+"""
 
 
 def _code_lines(text: str) -> list[str]:
     """The file without its leading comment block (the header that says which snippet it is)."""
     lines = text.splitlines()
-    while lines and (lines[0].startswith("#") or not lines[0].strip()):
-        lines.pop(0)
-    return lines
+    i = 0
+    while i < len(lines) and lines[i].startswith("#"):
+        i += 1
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    return lines[i:]
+
+
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
 
 
 def test_snippets_differ_only_in_the_rule_line():
@@ -31,9 +77,25 @@ def test_snippets_differ_only_in_the_rule_line():
     fix = forum.SNIPPETS["fix"].read_text()
     assert "ON PURPOSE" in bug.split("\n\n")[0]  # says so at the top
     diff = [d for d in difflib.ndiff(_code_lines(bug), _code_lines(fix)) if d[:1] in "+-"]
-    assert diff == [f"- {RULE_BUG}", f"+ {RULE_FIX}"]
+    assert [d for d in diff if not _is_comment(d[2:])] == [f"- {RULE_BUG}", f"+ {RULE_FIX}"]
+    fix_lines = _code_lines(fix)
+    above = fix_lines[fix_lines.index(RULE_FIX) - 1]
+    assert _is_comment(above) and "the post" in above and "W::Matrix" in above  # says what it was
     assert "using ChainRulesCore;" in bug  # the bare rrule comes after `using ChainRulesCore`
     assert not re.search(r"\bimport\s+ChainRulesCore\s*:\s*rrule", bug)
+
+
+@pytest.mark.parametrize("name", ["bug", "fix"])
+def test_every_line_changed_from_the_post_says_so(name):
+    """A line of a snippet either is the post's (up to indentation) or carries a comment naming
+    the post (or the fix), so a reader knows exactly what was changed."""
+    posted = {" ".join(line.split()) for line in POST.splitlines() if line.strip()}
+    lines = _code_lines(forum.SNIPPETS[name].read_text())
+    unmarked = [line for i, line in enumerate(lines)
+                if line.strip() and " ".join(line.split()) not in posted
+                and "the post" not in line and "the fix" not in line
+                and not (i > 0 and _is_comment(lines[i - 1]) and "the post" in lines[i - 1])]
+    assert unmarked == [], f"forum_{name}.jl: lines changed from the post without saying so"
 
 
 def test_post_problem_has_the_posts_shape():

@@ -35,7 +35,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from julia_helpers import REGISTERED_UUIDS, STDLIBS
+from julia_helpers import (
+    REGISTERED_UUIDS,
+    STDLIBS,
+    blank_comments_and_strings,
+    inside,
+    julia_imports,
+    node_text,
+    parse_julia,
+    walk,
+)
 
 from pyfa.lint import lint_file
 
@@ -50,9 +59,14 @@ PACKAGE = ROOT / "julia" / "PyFA"
 FORUM_BUG = ROOT / "pyfa" / "julia" / "forum_bug.jl"
 EXPECTED_FILES = [
     PACKAGE / "src" / "PyFA.jl",
+    PACKAGE / "src" / "dfa.jl",
+    PACKAGE / "src" / "conv.jl",
+    PACKAGE / "ext" / "PyFAEnzymeExt.jl",
+    PACKAGE / "ext" / "PyFAMooncakeExt.jl",
     PACKAGE / "test" / "runtests.jl",
     FORUM_BUG,
     ROOT / "pyfa" / "julia" / "forum_fix.jl",
+    ROOT / "pyfa" / "julia" / "bridge.jl",
 ]
 SHIPPED = sorted({*ROOT.glob("julia/**/*.jl"), *ROOT.glob("pyfa/**/*.jl")})
 
@@ -61,9 +75,22 @@ SHIPPED = sorted({*ROOT.glob("julia/**/*.jl"), *ROOT.glob("pyfa/**/*.jl")})
 
 # fatou findings accepted on purpose: (file name, rule, text in the message) -> why.
 ALLOWED = {
-    ("runtests.jl", "non-public-access", "`find_package`"):
+    ("bridge.jl", "non-public-access", "`find_package`"):
         "Base.find_package is internal but the documented way to ask whether an optional "
-        "package (CUDA) is installed without loading it",
+        "package (Enzyme, Mooncake) is installed without loading it",
+    ("bridge.jl", "non-public-access", "`require`"):
+        "Base.require(into, name), documented in the manual's code loading chapter, is what "
+        "`import` calls: the bridge loads Enzyme or Mooncake on first use, inside a function "
+        "(an `@eval import` would make fatou skip the whole file)",
+    ("runtests.jl", "non-public-access", "`julia_cmd`"):
+        "Base.julia_cmd (documented in the manual, not marked public) starts a child Julia "
+        "with this one's settings: the tests try `using PyFA, Enzyme` there first",
+    ("PyFA.jl", "non-public-access", "`_match_eltype`"):
+        "Flux's own Dense converts its input with Flux._match_eltype; DenseFA does exactly "
+        "what Dense does (Flux's compat is pinned to 0.16)",
+    ("conv.jl", "non-public-access", "`_match_eltype`"):
+        "Flux's own Conv converts its input with Flux._match_eltype; ConvFA does exactly "
+        "what Conv does (Flux's compat is pinned to 0.16)",
 }
 RESOLUTION_RULES = ["undefined-name", "non-public-access", "unresolved-import"]
 
@@ -97,6 +124,24 @@ def test_pyfa_lint(path):
         assert not others, "\n".join(f.format() for f in others)
     else:
         assert not findings, "\n".join(f.format() for f in findings)
+
+
+@pytest.mark.parametrize("ext", ["PyFAEnzymeExt", "PyFAMooncakeExt"])
+def test_lint_sees_a_rule_left_out_of_an_ad_backend(tmp_path, ext):
+    """`pyfa lint` passes PyFA only because both extensions import its rules: without one of
+    them, every rule (`fa_matmul`, DFA's three, `fa_conv`) and @non_differentiable mark is reported,
+    in the file that defines it."""
+    copy = tmp_path / "PyFA"
+    shutil.copytree(PACKAGE, copy)
+    (copy / "ext" / f"{ext}.jl").write_text(f"module {ext}\nend\n")
+    wanted = {"PyFA.jl": ["fa_matmul", "feedback_matrix", "_check_input", "_check_mode"],
+              "dfa.jl": ["dfa_matmul", "dfa_conv", "dfa_output"],
+              "conv.jl": ["fa_conv", "_conv_dims"]}
+    for name, functions in wanted.items():
+        findings = [f for f in lint_file(copy / "src" / name) if f.code == "PFA010"]
+        for function in functions:
+            assert any(f"`{function}`" in f.message for f in findings), (
+                name, function, "\n".join(map(str, findings)))
 
 
 def test_forum_fix_has_no_bare_rrule():
@@ -144,28 +189,47 @@ def test_project_dependency_uuids_are_the_registered_ones():
 
 def _loaded_packages(path: Path) -> tuple[set, set]:
     """Packages a file loads with `using`/`import`: (plain, only via @eval)."""
-    from pyfa import lint as L
-
-    file = L.SourceFile(str(path), path.read_bytes())
     plain, dynamic = set(), set()
-    for n in L._walk(file.root):
-        if n.type in ("using_statement", "import_statement"):
-            for imp in L._imports_in(file, n):
-                if imp.module and not imp.module.startswith("."):
-                    target = dynamic if L._inside(n, ("macrocall_expression",)) else plain
-                    target.add(imp.module.split(".")[0])
+    for imp in julia_imports(parse_julia(path.read_bytes())):
+        if imp.module and not imp.module.startswith("."):
+            (dynamic if imp.in_macro else plain).add(imp.module.split(".")[0])
     return plain - {"Base", "Core"}, dynamic - {"Base", "Core"}
 
 
 def test_every_loaded_package_is_declared():
     proj = _project()
     deps, extras = set(proj.get("deps", {})), set(proj.get("extras", {}))
+    weak = set(proj.get("weakdeps", {}))
     for path in sorted((PACKAGE / "src").rglob("*.jl")):
         plain, dynamic = _loaded_packages(path)
         assert plain | dynamic <= deps | {"PyFA"}, f"{rel(path)} loads undeclared packages"
+    for path in sorted((PACKAGE / "ext").rglob("*.jl")):
+        plain, dynamic = _loaded_packages(path)
+        assert plain | dynamic <= deps | weak | {"PyFA"}, f"{rel(path)}: {plain - deps - weak}"
     for path in sorted((PACKAGE / "test").rglob("*.jl")):
-        plain, _dynamic = _loaded_packages(path)  # @eval'd loads are optional (CUDA)
+        plain, dynamic = _loaded_packages(path)  # @eval'd loads are optional (Enzyme, CUDA)
         assert plain <= deps | extras | {"PyFA"}, f"{rel(path)}: {plain - deps - extras}"
+        assert dynamic <= deps | extras | weak | {"PyFA", "CUDA", "cuDNN"}, rel(path)
+
+
+def test_extensions_are_wired():
+    """Each weak dependency triggers one extension, ext/<Name>.jl, a module of that name which
+    loads its trigger, the parent PyFA, and has a [compat] bound; and PyFA's rule reaches it."""
+    proj = _project()
+    weak = proj.get("weakdeps", {})
+    exts = proj.get("extensions", {})
+    assert set(weak) == {"Enzyme", "Mooncake"}
+    assert exts == {"PyFAEnzymeExt": "Enzyme", "PyFAMooncakeExt": "Mooncake"}
+    for ext, trigger in exts.items():
+        path = PACKAGE / "ext" / f"{ext}.jl"
+        assert path.is_file(), f"[extensions] {ext}: {rel(path)} is missing"
+        assert re.search(rf"^module {ext}$", path.read_text(), re.M), rel(path)
+        plain, _ = _loaded_packages(path)
+        assert {trigger, "PyFA"} <= plain, f"{rel(path)} must load {trigger} and PyFA"
+        assert trigger in proj["compat"], f"[compat] has no bound for {trigger}"
+        text = blank_comments_and_strings(path.read_bytes()).decode()
+        assert "fa_matmul" in text, f"{rel(path)} gives {trigger} no rule for fa_matmul"
+        assert "feedback_matrix" in text and "_check_input" in text, rel(path)
 
 
 def test_juliapkg_json_matches_the_package():
@@ -345,26 +409,23 @@ def _code_identifiers(path: Path) -> list[tuple[int, int, str]]:
     """(start byte, end byte, text) of the free names fatou checks: identifiers read outside
     strings, comments, import lists and macro calls (fatou exempts a macro call's arguments),
     not the member of a qualified name; and macro names (`@testset`), which it always checks."""
-    from pyfa import lint as L
-
-    file = L.SourceFile(str(path), path.read_bytes())
     out = []
     skip = ("string_literal", "line_comment", "block_comment", "using_statement",
             "import_statement", "export_statement")
-    for n in L._walk(file.root, stop=skip):
-        if L._inside(n, skip):
+    for n in walk(parse_julia(path.read_bytes()), stop=skip):
+        if inside(n, skip):
             continue
         if n.type == "macro_identifier":
-            out.append((n.start_byte, n.end_byte, L._text(n)))
+            out.append((n.start_byte, n.end_byte, node_text(n)))
         elif n.type == "identifier":
             parent = n.parent
             if parent is None or parent.type == "macro_identifier":
                 continue
             if parent.type == "field_expression" and parent.children[0] is not n:
                 continue
-            if L._inside(n, ("macrocall_expression",)):
+            if inside(n, ("macrocall_expression",)):
                 continue
-            out.append((n.start_byte, n.end_byte, L._text(n)))
+            out.append((n.start_byte, n.end_byte, node_text(n)))
     return out
 
 
@@ -401,11 +462,7 @@ EXPORTED = ["@testset", "@test", "test_rrule", "Dense", "Chain", "Adam", "gradie
 
 def _whole_module_usings(path: Path) -> set[str]:
     """Packages loaded whole (`using A, B`, no item list), anywhere in the file's code."""
-    from pyfa import lint as L
-
-    file = L.SourceFile(str(path), path.read_bytes())
-    scopes = [file.root] + [n for n in L._walk(file.root) if n.type == "module_definition"]
-    return {i.module for sc in scopes for i in L._imports_in(file, sc)
+    return {i.module for i in julia_imports(parse_julia(path.read_bytes()))
             if i.kind == "using" and i.names is None}
 
 
@@ -431,8 +488,9 @@ def test_planted_undefined_name_is_caught_only_with_the_environment(fatou, tmp_p
 @pytest.mark.parametrize("path", SHIPPED, ids=rel)
 def test_planted_qualified_misspelling_is_caught(fatou, tmp_path, path):
     public = _standin_names("public") | _standin_names("export")
-    text = _for_fatou(path.read_text())
-    quals = re.findall(r"\b(Flux|ChainRulesCore|Random|Optimisers|Zygote)\.(@?\w+!?)", text)
+    code = blank_comments_and_strings(_for_fatou(path.read_text()).encode()).decode()
+    quals = re.findall(r"\b(Flux|ChainRulesCore|Random|Optimisers|Zygote|Enzyme|EnzymeCore|Mooncake)"
+                       r"\.(@?\w+!?)", code)
     quals = [(m, n) for m, n in quals if n in public]
     if not quals:
         pytest.skip(f"{rel(path)} uses no qualified stand-in names")
@@ -447,7 +505,7 @@ def test_planted_qualified_misspelling_is_caught(fatou, tmp_path, path):
                           data)
         copy.write_text(data)
         findings = run_fatou(fatou, [copy], work / "run", RESOLUTION_RULES)
-        results.append([d for d in findings if d["rule"] == "non-public-access"])
+        results.append(_not_allowed([d for d in findings if d["rule"] == "non-public-access"]))
     with_env, without_env = results
     assert with_env, f"no misspelt qualified name reported in {rel(path)}"
     assert not without_env
@@ -477,3 +535,11 @@ def test_standins_match_the_real_packages(fatou, tmp_path):
         assert name in exported
     assert {"test_rrule", "⊢", "@testset", "Xoshiro"} <= exported
     assert "seed!" in public
+    # Enzyme re-exports EnzymeCore's annotations and its EnzymeRules module; Mooncake marks its
+    # high-level API public (its rule macros, @from_rrule and friends, are neither)
+    enzyme = (STANDINS / "Enzyme" / "src" / "Enzyme.jl").read_text()
+    for name in ("EnzymeRules", "Duplicated", "Const", "Annotation", "make_zero", "autodiff"):
+        assert re.search(rf"^export .*\b{name}\b", enzyme, re.M), name
+    mooncake = (STANDINS / "Mooncake" / "src" / "Mooncake.jl").read_text()
+    assert re.search(r"^public .*\bprepare_pullback_cache\b", mooncake, re.M)
+    assert "from_rrule" not in mooncake

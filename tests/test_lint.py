@@ -3,7 +3,10 @@ prints `file:line:col: CODE message` plus a `fix:` line with the documented exit
 
 The Julia fixtures live in tests/fixtures/julia/. `forum_bug.jl` is the Discourse post's layer
 as posted (a bare `rrule` after `using ChainRulesCore`); `forum_fixed.jl` is the same layer with
-`ChainRulesCore.rrule`, and the mutation tests break the fixed layer one rule at a time.
+`ChainRulesCore.rrule`, and the mutation tests break the fixed layer one rule at a time. The
+packages under ad/ exercise PFA010 (rules Enzyme/Mooncake never import). Each rule's own
+examples are run by tests/test_lint_rules.py; files, includes, FIFOs and scale by
+tests/test_lint_project.py; the parser by tests/test_lint_parsing.py.
 """
 
 from __future__ import annotations
@@ -143,6 +146,221 @@ def test_feedback_field_left_trainable():
     findings = lint_file(FIXTURES / "feedback_trainable.jl")
     assert codes(findings) == ["PFA009"]
     assert findings[0].suggestion == "add `Flux.@layer DenseFA trainable=(weight,)`"
+
+
+_CONV_LIKE = """using Flux
+struct ConvFA{N, M, F, A<:AbstractArray, R<:AbstractArray, V}
+    weight::A
+    feedback::R
+    bias::V
+    σ::F
+    stride::NTuple{N, Int}
+    pad::NTuple{M, Int}
+    groups::Int
+    mode::Symbol
+end
+"""
+
+
+@pytest.mark.parametrize("struct, want", [
+    (_CONV_LIKE, "(weight, bias)"),     # not σ, stride, pad, groups, mode
+    ("using Flux\nstruct Scale{V<:AbstractVector, F}\n    scale::V\n    feedback::V\n    σ::F\n"
+     "    shift::Matrix{Float32}\n    k::Int\nend\n", "(scale, shift)"),   # the array-typed fields
+])
+def test_trainable_feedback_fix_lists_only_the_fields_to_train(struct, want):
+    findings = lint_source(struct)
+    assert codes(findings) == ["PFA009"]
+    name = "ConvFA" if "ConvFA" in struct else "Scale"
+    assert findings[0].suggestion == f"add `Flux.@layer {name} trainable={want}`"
+
+
+def test_trainable_feedback_fix_without_known_array_fields():
+    findings = lint_source("struct Odd\n    w\n    feedback\nend\n")
+    assert codes(findings) == ["PFA009"]
+    assert "trainable=(...)` naming the array fields to train (not `feedback`)" in findings[0].suggestion
+
+
+@pytest.mark.parametrize("method", [
+    "Flux.trainable(a::ConvFA) = (; weight = a.weight, bias = a.bias, feedback = a.feedback)",
+    "Flux.trainable(c::ConvFA) = (weight = c.weight, bias = c.bias, feedback = c.feedback)",
+    "Flux.trainable(c::ConvFA) = (; c.weight, c.bias, c.feedback)",
+    "function Flux.trainable(c::ConvFA)\n    c.groups > 1 && return (; c.weight, c.feedback)\n"
+    "    return (; c.weight, c.bias)\nend",                       # a condition, not on the mode
+    "function Flux.trainable(c::ConvFA)\n    if c.groups > 1\n        (; c.weight, c.bias, c.feedback)\n"
+    "    else\n        (; c.weight, c.bias)\n    end\nend",
+    "Flux.trainable(c::ConvFA) = c.groups > 1 ? (; c.weight, c.bias, c.feedback) : (; c.weight)",
+])
+def test_trainable_method_that_trains_feedback_whatever_the_mode(method):
+    findings = lint_source(_CONV_LIKE + method + "\n")
+    assert codes(findings) == ["PFA009"], [f.format() for f in findings]
+    assert "`Flux.trainable(::ConvFA)` returns `feedback` whatever the mode" in findings[0].message
+    assert "weight = " in findings[0].suggestion and "mode === :kp" in findings[0].suggestion
+
+
+@pytest.mark.parametrize("method", [
+    "Flux.trainable(c::ConvFA) = (; weight = c.weight, bias = c.bias)",
+    "function Flux.trainable(c::ConvFA)\n    c.mode === :kp && return (; c.weight, c.bias, c.feedback)\n"
+    "    return (; c.weight, c.bias)\nend",
+    "function Flux.trainable(c::ConvFA)\n    c.mode !== :kp || return (; c.weight, c.bias, c.feedback)\n"
+    "    return (; c.weight, c.bias)\nend",
+    "Flux.trainable(c::ConvFA) = c.mode === :kp ? (; c.weight, c.bias, c.feedback) : (; c.weight, c.bias)",
+    "function Flux.trainable(c::ConvFA)\n    if c.groups > 1\n        (; c.weight)\n"
+    "    elseif c.mode == :kp\n        (; c.weight, c.bias, c.feedback)\n    else\n"
+    "        (; c.weight, c.bias)\n    end\nend",
+    "Flux.trainable(c::ConvFA) = merge((; c.weight), (; c.feedback))",   # not judged
+])
+def test_trainable_method_that_keeps_feedback_out_or_to_a_mode(method):
+    assert lint_source(_CONV_LIKE + method + "\n") == []
+
+
+def test_pyfa_trainable_methods_pass_and_their_mutation_is_caught():
+    """PyFA's own `trainable` methods give `feedback` only in mode :kp; without the guard, PFA009
+    says so (in the file that has the method)."""
+    for name in ("PyFA.jl", "conv.jl"):
+        path = ROOT / "julia" / "PyFA" / "src" / name
+        source = path.read_text(encoding="utf-8")
+        assert "PFA009" not in codes(lint_file(path))
+        guard = re.search(r"\n    (\w)\.mode === :kp && return \(; weight", source)
+        assert guard, name
+        mutated = source.replace(f"{guard.group(1)}.mode === :kp && return (; weight",
+                                 "return (; weight", 1)
+        found = [f for f in lint_source(mutated, str(path)) if f.code == "PFA009"]
+        assert len(found) == 1 and "whatever the mode" in found[0].message, name
+
+
+def test_implicit_params_fixture_has_a_clean_twin():
+    assert lint_file(FIXTURES / "explicit_training.jl") == []
+
+
+@pytest.mark.parametrize("src", [
+    "using Flux\nps = Flux.params(model)\n",
+    "using Zygote\nps = params(model)\n",
+    "gs = gradient(() -> loss(model), ps)\n",
+    "gs = Flux.withgradient(() -> loss(model), ps)\n",
+    "gs = gradient(function () loss(model) end, ps)\n",
+    "gs = Zygote.gradient(ps) do\n    loss(model)\nend\n",
+])
+def test_both_implicit_forms_are_flagged(src):
+    assert codes(lint_source(src)) == ["PFA006"]
+
+
+@pytest.mark.parametrize("src", [
+    "using Flux\ngs = gradient(m -> loss(m), model)\n",
+    "using Flux\ngs = gradient((m, x) -> loss(m, x), model, x)\n",
+    "using Flux\ngs = gradient(model) do m\n    loss(m)\nend\n",
+    "params(x) = x\ny = params(1)\n",  # not Flux's
+])
+def test_explicit_training_is_not_flagged(src):
+    assert lint_source(src) == []
+
+
+def test_tuple_valued_trainable():
+    path = FIXTURES / "tuple_trainable.jl"
+    findings = lint_file(path)
+    assert codes(findings) == ["PFA011", "PFA011"]
+    short, long = findings
+    assert short.line == line_of(path, "Flux.trainable(a::DenseFA) = (a.weight, a.bias)")
+    assert long.line == line_of(path, "return (s.scale,)")
+    assert "Optimisers 0.4" in short.message and "`==`" in short.message
+    assert "feedback" in short.message and short.severity == "warning"
+    assert short.suggestion == ("write `Flux.@layer DenseFA trainable=(weight, bias)` instead of this "
+                                "method, or return a NamedTuple: `(; weight = a.weight, bias = a.bias)`")
+    assert "trainable=(scale,)" in long.suggestion and "(; scale = s.scale)" in long.suggestion
+    assert lint_file(FIXTURES / "namedtuple_trainable.jl") == []
+
+
+# --------------------------------------------------------------------------- PFA010: AD backends
+
+AD = FIXTURES / "ad"
+
+
+def test_rules_imported_into_no_ad_backend():
+    path = AD / "ADMissing" / "src" / "rules.jl"
+    findings = lint_file(path)
+    assert codes(findings) == ["PFA010", "PFA010"]
+    rule, zero = findings
+    assert rule.line == line_of(path, "function ChainRulesCore.rrule(::typeof(fa_matmul)")
+    assert "`fa_matmul`" in rule.message and "neither Enzyme nor Mooncake" in rule.message
+    assert "backprop" in rule.message and rule.severity == "warning"
+    assert "`Enzyme.@import_rrule(typeof(fa_matmul), AbstractMatrix, AbstractVecOrMat, " \
+           "AbstractMatrix)`" in rule.suggestion
+    assert "`Mooncake.@from_rrule Mooncake.MinimalCtx Tuple{typeof(fa_matmul), AbstractMatrix, " \
+           "AbstractVecOrMat, AbstractMatrix}`" in rule.suggestion
+    assert zero.line == line_of(path, "@non_differentiable feedback")
+    assert "`EnzymeRules.inactive(::typeof(feedback), args...) = true`" in zero.suggestion
+    assert "`Mooncake.@zero_derivative Mooncake.MinimalCtx Tuple{typeof(feedback), " \
+           "AbstractMatrix}`" in zero.suggestion
+    # the package entry point has no rule of its own: nothing to report there
+    assert lint_file(AD / "ADMissing" / "src" / "ADMissing.jl") == []
+
+
+def test_rules_imported_into_both_backends_in_extensions():
+    # imported macro names (`@import_rrule`, `@zero_derivative`), qualified ones
+    # (`Mooncake.@from_rrule`, `Enzyme.EnzymeRules.inactive`), an ext/<X>/<X>.jl extension whose
+    # import sits in a file it includes, inside `@eval`
+    assert lint_paths([AD / "ADCovered"]) == []
+
+
+def test_the_missing_backend_is_named():
+    findings = lint_file(AD / "ADEnzymeOnly" / "src" / "rules.jl")
+    assert codes(findings) == ["PFA010", "PFA010"]
+    for f in findings:
+        assert "Enzyme but not Mooncake" in f.message
+        assert "AutoMooncake" in f.message and "AutoEnzyme" not in f.message
+        assert "Mooncake." in f.suggestion and "Enzyme" not in f.suggestion
+
+
+def test_an_unlisted_extension_does_not_count():
+    findings = lint_file(AD / "ADUnlisted" / "src" / "rules.jl")
+    assert codes(findings) == ["PFA010", "PFA010"]
+    assert all("Enzyme but not Mooncake" in f.message for f in findings)
+    assert all('list `ADUnlistedMooncakeExt = "Mooncake"` under [extensions]' in f.suggestion
+               for f in findings)
+
+
+def _ad_package(tmp_path, project_extra: str, files: dict) -> Path:
+    root = tmp_path / "P"
+    (root / "src").mkdir(parents=True)
+    (root / "Project.toml").write_text('name = "P"\nuuid = "7a5b6c70-8d9e-4f0a-9b1c-2d3e4f506172"\n'
+                                       + project_extra)
+    for name, body in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(body)
+    return root
+
+
+RULE = ("using ChainRulesCore\nf(x) = 2x\n"
+        "ChainRulesCore.rrule(::typeof(f), x::Real) = f(x), ȳ -> (NoTangent(), 2ȳ)\n")
+
+
+def test_only_listed_backends_are_required(tmp_path):
+    root = _ad_package(tmp_path, '[weakdeps]\nMooncake = "da2b9cff-9c12-43a0-ae48-6db2b0edb7d6"\n',
+                       {"src/P.jl": "module P\n" + RULE + "end\n"})
+    findings = lint_file(root / "src" / "P.jl")
+    assert codes(findings) == ["PFA010"]
+    assert "is not imported into Mooncake (Mooncake is in Project.toml)" in findings[0].message
+    assert "Enzyme" not in findings[0].message + findings[0].suggestion
+
+
+def test_a_hard_dependency_imported_in_src_counts(tmp_path):
+    src = ("module P\nusing Enzyme\n" + RULE
+           + "Enzyme.@import_rrule(typeof(f), Real)\nend\n")
+    root = _ad_package(tmp_path, '[deps]\nEnzyme = "7da242da-08ed-463a-9acd-ee780be4f1d9"\n',
+                       {"src/P.jl": src})
+    assert lint_file(root / "src" / "P.jl") == []
+
+
+def test_no_ad_backend_in_project_toml_or_no_package_means_no_warning(tmp_path):
+    root = _ad_package(tmp_path, '[deps]\nChainRulesCore = "d360d2e6-b24c-11e9-a2a3-2a2ae2dbcce4"\n',
+                       {"src/P.jl": "module P\n" + RULE + "end\n"})
+    assert lint_file(root / "src" / "P.jl") == []
+    assert lint_source(RULE) == []
+
+
+def test_test_files_of_an_ad_package_are_not_package_code(tmp_path):
+    root = _ad_package(tmp_path, '[weakdeps]\nEnzyme = "7da242da-08ed-463a-9acd-ee780be4f1d9"\n',
+                       {"src/P.jl": "module P\nend\n", "test/runtests.jl": RULE})
+    assert lint_file(root / "test" / "runtests.jl") == []
 
 
 # --------------------------------------------------------------------------- include context
@@ -286,7 +504,7 @@ def test_select_and_ignore():
 def test_finding_format():
     f = Finding("a.jl", 3, 5, "PFA001", "msg", "do this")
     assert f.format() == "a.jl:3:5: PFA001 msg\n    fix: do this"
-    assert set(lint.RULES) == {f"PFA00{i}" for i in range(10)}
+    assert set(lint.RULES) == {f"PFA{i:03d}" for i in range(12)}
 
 
 # --------------------------------------------------------------------------- command line

@@ -127,3 +127,88 @@ def test_accuracy():
         accuracy(out, np.array([1, 0]))
     with pytest.raises(ValueError, match=r"must be \(n, classes\)"):
         accuracy(np.zeros(4), np.zeros(4))
+
+
+# ----------------------------------------------------------- ‖B‖/‖W‖, DFA's pairs, ce, CNN specs
+
+
+def test_feedback_norm_ratios_hand_values():
+    from pyfa.metrics import feedback_norm_ratios
+
+    W = [[3.0, 4.0]]  # ‖W‖ = 5
+    assert feedback_norm_ratios([layer(W, [[0.0, 10.0]])]) == pytest.approx([2.0])
+    assert feedback_norm_ratios([layer(W, [[0.0, 10.0]])], "bp") == pytest.approx([1.0])
+    # usf: B = sign(W)·s, s = sqrt(2 / (2 + 1)): ‖B‖ = sqrt(2)·s
+    s = math.sqrt(2 / 3)
+    assert feedback_norm_ratios([layer(W, [[1.0, 1.0]])], "usf") == pytest.approx([math.sqrt(2) * s / 5])
+    assert feedback_norm_ratios([layer(W, [[7.0, 7.0]])], "kp") == pytest.approx([math.sqrt(98) / 5])
+
+
+def dfa_net():
+    rng = np.random.default_rng(5)
+    sizes = [4, 5, 3, 2]
+    layers = [DenseParams(rng.normal(size=(o, i)), rng.normal(size=(o, i)), rng.normal(size=o), "tanh")
+              for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    layers[-1].activation = "identity"
+    layers[0].direct_feedback = rng.normal(size=(2, 5))
+    layers[1].direct_feedback = rng.normal(size=(2, 3))
+    return layers
+
+
+def test_dfa_pairs_compare_b_l_with_the_forward_path():
+    """Hidden layer l: B_l (C, h_l) against P_l = W_L ⋯ W_{l+1}; the top layer: NaN (no B)."""
+    from pyfa.metrics import feedback_norm_ratios, feedback_pairs
+
+    layers = dfa_net()
+    W1, W2 = layers[1].weight, layers[2].weight
+    P0, P1 = W2 @ W1, W2  # (2, 5) and (2, 3)
+    pairs = feedback_pairs(layers, "dfa")
+    assert pairs[2] is None
+    np.testing.assert_allclose(pairs[0][1], P0) and np.testing.assert_allclose(pairs[1][1], P1)
+    B0, B1 = layers[0].direct_feedback, layers[1].direct_feedback
+    cos0 = np.sum(B0 * P0) / (np.linalg.norm(B0) * np.linalg.norm(P0))
+    got = weight_feedback_angles(layers, "dfa")
+    assert got[0] == pytest.approx(math.degrees(math.acos(cos0)))
+    assert got[1] == pytest.approx(angle(B1, P1)) and math.isnan(got[2])
+    ratios = feedback_norm_ratios(layers, "dfa")
+    assert ratios[1] == pytest.approx(np.linalg.norm(B1) / np.linalg.norm(P1)) and math.isnan(ratios[2])
+    # B_l = P_l: perfectly aligned
+    layers[1].direct_feedback = P1.copy()
+    assert weight_feedback_angles(layers, "dfa")[1] == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ValueError, match="network-level"):
+        weight_feedback_angle(layers[0], "dfa")
+
+
+def test_dfa_update_angles_against_a_hand_written_net():
+    layers = dfa_net()
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(7, 4))
+    y = R.one_hot(rng.integers(0, 2, 7), 2).astype(np.float64)
+    (W0, _, b0), (W1, _, b1), (W2, _, b2) = [(p.weight, p.feedback, p.bias) for p in layers]
+    z0 = x @ W0.T + b0
+    h0 = np.tanh(z0)
+    z1 = h0 @ W1.T + b1
+    h1 = np.tanh(z1)
+    out = h1 @ W2.T + b2
+    e = (R.softmax(out) - y) / len(x)  # cross-entropy's output error
+    d1_bp = (e @ W2) * (1 - h1 ** 2)
+    d0_bp = (d1_bp @ W1) * (1 - h0 ** 2)
+    d1_dfa = (e @ layers[1].direct_feedback) * (1 - h1 ** 2)
+    d0_dfa = (e @ layers[0].direct_feedback) * (1 - h0 ** 2)
+    got = update_angles(layers, x, y, "dfa", loss="ce")
+    assert got[0] == pytest.approx(angle(d0_dfa.T @ x, d0_bp.T @ x), rel=1e-9)
+    assert got[1] == pytest.approx(angle(d1_dfa.T @ h0, d1_bp.T @ h0), rel=1e-9)
+    assert got[2] == pytest.approx(0, abs=1e-6)
+
+
+def test_update_angles_of_a_cnn_spec_are_per_parametrised_layer():
+    layers = R.init_small_cnn(1, input_shape=(1, 8, 8), channels=(2, 3), dtype=np.float64)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 1, 8, 8))
+    y = R.one_hot(rng.integers(0, 10, 5), 10).astype(np.float64)
+    assert update_angles(layers, x, y, "bp", loss="ce") == pytest.approx([0, 0, 0], abs=1e-5)
+    fa = update_angles(layers, x, y, "fa", loss="ce")
+    assert len(fa) == 3 and fa[-1] == pytest.approx(0, abs=1e-5) and fa[0] > 1
+    g, gb = R.cnn_gradients(layers, x, y, "fa", loss="ce"), R.cnn_gradients(layers, x, y, "bp", loss="ce")
+    assert fa[1] == pytest.approx(angle(g.layers[2]["weight"], gb.layers[2]["weight"]))
+    assert len(weight_feedback_angles(layers)) == 3  # conv, conv, dense: pools and flatten have none

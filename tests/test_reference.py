@@ -108,3 +108,18 @@ def test_init_is_seeded_and_feedback_independent():
     assert not np.array_equal(a[0].weight, c[0].weight)
     assert not np.allclose(a[0].weight, a[0].feedback)
     assert a[0].weight.dtype == np.float32 and a[-1].activation == "identity"
+
+
+def test_names_existing_callers_use_stay():
+    """pyfa.reference became a package; everything callers used from the module is still there."""
+    for name in (
+        "activate",
+        "activation_derivative",
+        "feedback_matrix",
+        "dense_forward",
+        "chain_forward",
+        "chain_gradients",
+        "mse",
+    ):
+        assert callable(getattr(R, name))
+    assert R.activate("relu", np.array([-1.0, 2.0])).tolist() == [0.0, 2.0]

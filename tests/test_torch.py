@@ -191,12 +191,15 @@ def test_convert_keeps_forward_and_counts():
         convert(nn.Linear(2, 2))
 
 
-def test_from_linear_copies():
+def test_from_linear_adopts_the_parameter_objects():
     lin = nn.Linear(3, 2, bias=False, dtype=torch.float64)
+    w = lin.weight
     fa = LinearFA.from_linear(lin, mode="usf")
-    assert fa.bias is None and fa.mode == "usf" and fa.weight.dtype == torch.float64
-    torch.testing.assert_close(fa.weight, lin.weight)
-    assert fa.weight.data_ptr() != lin.weight.data_ptr()
+    assert fa.bias is None and fa.mode == "usf" and fa.weight is w
+    assert fa.feedback.dtype == torch.float64 and fa.feedback.shape == w.shape
+    assert not fa.feedback.requires_grad and fa.feedback.data_ptr() != w.data_ptr()
+    bound = (6 / 5) ** 0.5  # Glorot uniform for 3 -> 2
+    assert fa.feedback.abs().max() <= bound and not torch.equal(fa.feedback, w.detach())
 
 
 def test_params_round_trip():
@@ -264,8 +267,8 @@ def test_unknown_mode():
     with pytest.raises(ValueError, match=r"LinearFA\(4, 3\): unknown mode 'dfa'"):
         LinearFA(4, 3, mode="dfa")
     layer = LinearFA(4, 3)
-    with pytest.raises(ValueError, match="unknown mode 'kp'"):
-        layer.mode = "kp"
+    with pytest.raises(ValueError, match="unknown mode 'dfa'.*network-level"):
+        layer.mode = "dfa"
     assert layer.mode == "fa"
     with pytest.raises(ValueError, match="unknown mode"):
         convert(nn.Sequential(nn.Linear(2, 2)), mode="nope")
@@ -279,7 +282,8 @@ def test_bad_params_for_mlp():
 
 def test_device_and_buffer_mismatches_name_the_layer():
     layer = LinearFA(4, 3)
-    with pytest.raises(ValueError, match=r"LinearFA\(in_features=4.*different devices"):
+    with pytest.raises(ValueError,
+                       match=r"LinearFA\(in_features=4.*must be on one device, got x on meta, weight on cpu"):
         layer(torch.ones(2, 4, device="meta"))
     layer.feedback = torch.zeros(4, 3)  # a reassigned buffer of the wrong shape
     with pytest.raises(ValueError, match=r"LinearFA\(in_features=4.*feedback must have the weight's shape"):
@@ -295,26 +299,44 @@ def test_second_derivative_raises_clearly():
     W = torch.randn(3, 4, requires_grad=True)
     x = torch.randn(2, 4, requires_grad=True)
     y = fa_linear(x, W, torch.randn(3, 4)).pow(2).sum()
-    with pytest.raises(RuntimeError, match="no higher-order gradients"):
-        torch.autograd.grad(y, x, create_graph=True)
+    (gx,) = torch.autograd.grad(y, x, create_graph=True)  # first order is fine ...
+    with pytest.raises(RuntimeError, match="differentiate twice"):  # ... a second one is refused
+        gx.sum().backward()
 
 
 def test_brsf_draws_only_when_a_backward_can_follow():
-    g = torch.Generator().manual_seed(0)
-    layer = LinearFA(4, 3, mode="brsf", generator=g)
-    state = g.get_state()
+    layer = LinearFA(4, 3, mode="brsf", generator=torch.Generator().manual_seed(0))
+    state = layer.brsf_state.clone()
+    assert state.dtype == torch.int64 and state[1] == 0
     with torch.no_grad():
         y1 = layer(torch.ones(2, 4))
-    assert torch.equal(g.get_state(), state)  # inference leaves the training stream alone
+    assert torch.equal(layer.brsf_state, state)  # inference leaves the stream alone
     x = torch.ones(2, 4, requires_grad=True)
     y2 = layer(x)
-    assert not torch.equal(g.get_state(), state)
+    assert layer.brsf_state[1] == 1 and layer.brsf_state[0] == state[0]
     torch.testing.assert_close(y1, y2.detach())
     y2.sum().backward()
-    # the same R again from the saved state: B = |R| * sqrt(2 / (in + out)) * sign(W)
-    r = torch.randn((3, 4), generator=torch.Generator().set_state(state))
+    # the same R again, independently: a generator seeded from SeedSequence([seed, step])
+    seed = int(np.random.SeedSequence([int(state[0]), 0]).generate_state(1, np.uint64)[0])
+    r = torch.randn((3, 4), generator=torch.Generator().manual_seed(seed))
     B = r.abs() * (2 / 7) ** 0.5 * torch.sign(layer.weight.detach())
     torch.testing.assert_close(x.grad, torch.ones(2, 3) @ B)
+    layer(x).sum().backward()  # the next step draws a different R
+    assert layer.brsf_state[1] == 2
+    assert not torch.allclose(x.grad, 2 * torch.ones(2, 3) @ B)
+
+
+def test_brsf_state_only_in_brsf_mode_and_follows_the_mode():
+    layer = LinearFA(4, 3, generator=torch.Generator().manual_seed(1))
+    assert layer.brsf_state is None and set(layer.state_dict()) == {"weight", "bias", "feedback"}
+    layer.mode = "brsf"
+    assert set(layer.state_dict()) == {"weight", "bias", "feedback", "brsf_state"}
+    layer.mode = "fa"  # leaving brsf: the state goes, and a plain layer loads the state_dict
+    assert layer.brsf_state is None
+    LinearFA(4, 3).load_state_dict(layer.state_dict())
+    a = LinearFA(4, 3, mode="brsf", generator=torch.Generator().manual_seed(2))
+    b = LinearFA(4, 3, mode="brsf", generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a.brsf_state, b.brsf_state)  # the generator fixes the stream
 
 
 def test_convert_shared_frozen_lazy_and_attention():
@@ -349,3 +371,31 @@ def test_mlp_gradients_checks_the_target_and_takes_tensors():
 def test_non_tensor_input_is_a_type_error():
     with pytest.raises(TypeError, match=r"must be a torch.Tensor, got ndarray .*torch.from_numpy"):
         LinearFA(4, 3)(np.zeros((2, 4)))
+
+
+def test_complex_weights_are_refused_not_silently_wrong():
+    """bp on complex weights would multiply by W, not conj(W): not backprop. Refused by name."""
+    layer = LinearFA(3, 2, dtype=torch.complex64, mode="bp")
+    with pytest.raises(TypeError, match=r"LinearFA\(in_features=3.*x must be a floating-point tensor, got "
+                       r"dtype torch.complex64"):
+        layer(torch.ones(2, 3, dtype=torch.complex64))
+
+
+def test_convert_leaves_overridden_forwards_refuses_parametrizations_and_names_unconverted_layers():
+    class Scaled(nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    model = nn.Sequential(Scaled(3, 3), nn.Linear(3, 2))
+    x = torch.randn(4, 3)
+    before = model(x)
+    with pytest.warns(UserWarning, match=r"left 0 \(Scaled\) as it is: it overrides Linear.forward"):
+        assert convert(model) == 1
+    assert type(model[0]) is Scaled and isinstance(model[1], LinearFA)
+    torch.testing.assert_close(model(x), before)
+    normed = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Linear(3, 2)))
+    with pytest.raises(TypeError, match=r"convert: 0 \(ParametrizedLinear\) has parametrizations"):
+        convert(normed)
+    rnn = nn.Sequential(nn.Linear(3, 3), nn.Sequential(nn.Conv1d(3, 3, 1)))
+    with pytest.warns(UserWarning, match=r"convert: 1.0 \(Conv1d\) has no FA counterpart"):
+        assert convert(rnn) == 1

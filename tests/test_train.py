@@ -18,7 +18,8 @@ from pyfa.network import init_mlp
 from pyfa.torch import params_from_mlp
 from pyfa.train import History, train
 
-train_module = importlib.import_module("pyfa.train")
+loop = importlib.import_module("pyfa.train.loop")
+rundir = importlib.import_module("pyfa.train.rundir")
 SMALL = dict(hidden=(32,), epochs=2, batch_size=64, progress=False)
 
 
@@ -56,8 +57,10 @@ def test_history_contents_and_json_round_trip(tmp_path):
     assert len(h.epoch_time) == 2 and all(t > 0 for t in h.epoch_time)
     assert [len(r) for r in h.weight_feedback_angle] == [2, 2]
     assert [len(r) for r in h.update_angle] == [2, 2]
+    assert [len(r) for r in h.feedback_norm_ratio] == [2, 2]
     assert set(h.initial) == {"test_loss", "train_acc", "test_acc", "weight_feedback_angle",
-                              "update_angle"}
+                              "update_angle", "feedback_norm_ratio"}
+    assert h.config["loss"] == "ce" and h.config["model"] == "mlp"  # the classification default
     assert all(0 <= a <= 1 for a in h.train_acc + h.test_acc)
     assert h.config["sizes"] == [64, 32, 10] and h.config["mode"] == "fa"
     assert h.config["dataset"] == "digits" and h.config["seed"] == 0
@@ -104,7 +107,8 @@ def test_regression_on_forum_and_user_arrays():
     assert h.train_acc == [] and h.test_acc == [] and h.config["task"] == "regression"
     assert h.test_loss[-1] < 0.8 * h.initial["test_loss"]
     d = load_dataset("forum")
-    small = from_arrays(d.x_train[:200], d.y_train[:200], d.x_test[:50], d.y_test[:50])
+    small = from_arrays(d.x_train[:200], d.y_train[:200], d.x_test[:50], d.y_test[:50],
+                        task="regression")
     h2, _ = train(dataset=small, hidden=(8,), epochs=1, seed=0, progress=False, mode="usf")
     assert h2.config["dataset"] == "arrays" and h2.config["sizes"] == [50, 8, 2]
 
@@ -194,7 +198,7 @@ def test_bad_arguments_are_refused_before_anything_is_loaded(monkeypatch, kwargs
     def not_reached(*args, **kwargs):
         raise AssertionError("the dataset was loaded before the arguments were checked")
 
-    monkeypatch.setattr(train_module, "load_dataset", not_reached)
+    monkeypatch.setattr(loop, "load_dataset", not_reached)
     with pytest.raises(ValueError, match=match):
         train(**{**SMALL, **kwargs})
 
@@ -202,12 +206,12 @@ def test_bad_arguments_are_refused_before_anything_is_loaded(monkeypatch, kwargs
 def test_history_json_writes_every_non_finite_number_as_null(tmp_path):
     inf, nan = float("inf"), float("nan")
     h = History(config={"lr": inf}, loss=[inf, 0.5], test_loss=[-inf, 0.25],
-                weight_feedback_angle=[[nan, 1.0]], update_angle=[[0.0, -inf]],
+                weight_feedback_angle=[[nan, 1.0], [1.0, 1.0]], update_angle=[[0.0, -inf], [0, 0]],
                 epoch_time=[0.1, 0.2], initial={"test_loss": inf, "update_angle": [-inf, 2.0]})
     text = h.to_json(tmp_path / "h.json")  # used to raise ValueError (allow_nan=False) on inf
     d = json.loads(text)
     assert d["loss"] == [None, 0.5] and d["test_loss"] == [None, 0.25]
-    assert d["update_angle"] == [[0.0, None]] and d["weight_feedback_angle"] == [[None, 1.0]]
+    assert d["update_angle"][0] == [0.0, None] and d["weight_feedback_angle"][0] == [None, 1.0]
     assert d["initial"] == {"test_loss": None, "update_angle": [None, 2.0]}
     assert d["config"]["lr"] is None
     back = History.from_json(tmp_path / "h.json")
@@ -310,7 +314,6 @@ def not_trained(*args, **kwargs):
         (["--lr", "nan"], "lr must be a finite number > 0"),
         (["--lr", "-1"], "lr must be a finite number > 0"),
         (["--optimizer", "momentum", "--momentum", "1"], r"momentum must be in \[0, 1\)"),
-        (["--epochs", "0"], "epochs must be a whole number >= 1"),
         (["--batch-size", "0"], "batch_size must be a whole number >= 1"),
         (["--device", "bogus"], "device 'bogus' is not a torch device"),
         (["--device", "cuda"], "CUDA is not available here"),
@@ -318,7 +321,7 @@ def not_trained(*args, **kwargs):
 )
 def test_cli_bad_options_exit_2_before_training(tmp_path, capsys, monkeypatch, argv, match):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(train_module, "_fit", not_trained)
+    monkeypatch.setattr(loop, "fit", not_trained)
     out = tmp_path / "run"
     rc = pyfa.cli.main(["train", "--epochs", "1", "--out", str(out), "--no-progress", *argv])
     err = capsys.readouterr().err
@@ -329,7 +332,7 @@ def test_cli_bad_options_exit_2_before_training(tmp_path, capsys, monkeypatch, a
 
 
 def test_cli_out_refuses_an_existing_file_before_training(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(train_module, "_fit", not_trained)
+    monkeypatch.setattr(loop, "fit", not_trained)
     f = tmp_path / "notes.txt"
     f.write_text("keep me")
     for out in (f, f / "run"):
@@ -352,6 +355,7 @@ def test_cli_out_refuses_a_non_empty_folder_unless_forced(tmp_path, capsys):
         assert pyfa.cli.main([*base, *extra]) == 2
         err = capsys.readouterr().err
         assert f"--out {out} is not empty" in err and "history.json" in err and "--force" in err
+        assert f"or --resume {out} to continue the run it holds" in err
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert pyfa.cli.main([*base, "--seed", "2", "--force"]) == 0
     assert History.from_json(out / "history.json").config["seed"] == 2
@@ -371,7 +375,7 @@ def test_demo_can_be_rerun_into_its_own_folder(tmp_path, monkeypatch):
 
 
 def test_cli_compare_refuses_a_mode_given_twice(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(train_module, "_fit", not_trained)
+    monkeypatch.setattr(loop, "fit", not_trained)
     for compare in ("fa,fa", "fa,bp,fa", " bp , bp"):
         out = tmp_path / "cmp"
         rc = pyfa.cli.main(["train", "--compare", compare, "--out", str(out), "--no-progress"])
@@ -383,7 +387,7 @@ def test_cli_compare_refuses_a_mode_given_twice(tmp_path, capsys, monkeypatch):
 
 def test_cli_out_that_cannot_be_created_stops_before_training(tmp_path, capsys, monkeypatch):
     """An --out that cannot be made (under /proc) used to train every epoch, then crash."""
-    monkeypatch.setattr(train_module, "_fit", not_trained)
+    monkeypatch.setattr(loop, "fit", not_trained)
     if not os.path.isdir("/proc/self"):
         pytest.skip("no /proc here")
     out = "/proc/pyfa-no-such-folder/run"
@@ -396,12 +400,12 @@ def test_cli_out_that_cannot_be_created_stops_before_training(tmp_path, capsys, 
 
 def test_cli_out_that_cannot_be_written_stops_before_training(tmp_path, capsys, monkeypatch):
     """A folder pyfa can make but not write in (read-only; simulated: tests may run as root)."""
-    monkeypatch.setattr(train_module, "_fit", not_trained)
+    monkeypatch.setattr(loop, "fit", not_trained)
 
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(train_module.tempfile, "NamedTemporaryFile", read_only)
+    monkeypatch.setattr(rundir, "_lock", read_only)
     out = tmp_path / "new" / "run"
     rc = pyfa.cli.main(["train", "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
@@ -424,19 +428,90 @@ def test_cli_without_out_says_nothing_was_saved(tmp_path, capsys):
     assert "nothing saved" not in capsys.readouterr().err
 
 
-def test_alignment_caption_fits_the_modes_plotted():
-    from pyfa import plots
+# ----------------------------------------------------------- options that used to be reinterpreted
 
-    h = History(config={"mode": "bp", "sizes": [64, 16, 10]}, loss=[0.1],
-                weight_feedback_angle=[[0.0, 0.0]], update_angle=[[0.0, 0.0]],
-                initial={"weight_feedback_angle": [0.0, 0.0], "update_angle": [0.0, 0.0]})
-    for text in (plots.alignment_caption(["bp"]),
-                 plots.plot_alignment(h)._supxlabel.get_text(),
-                 plots.plot_compare_alignment({"bp": h})._supxlabel.get_text()):
-        assert "stays near 90" not in text and "0°" in text and "backprop itself" in text
-    assert "stays near 90" in plots.alignment_caption(["fa"])
-    assert "stays near 90" in plots.alignment_caption(["fa", "bp"])
-    usf = plots.alignment_caption(["usf"])
-    assert "stays near 90" not in usf and "signs" in usf
-    h.config["mode"] = "fa"
-    assert "stays near 90" in plots.plot_alignment(h)._supxlabel.get_text()
+
+@pytest.mark.parametrize("seed, match", [(-1, "seed must be a whole number from 0 to 2"),
+                                         (2**64, "seed must be a whole number from 0 to 2"),
+                                         (1.5, "seed must be")])
+def test_train_refuses_a_bad_seed_naming_it(monkeypatch, seed, match):
+    monkeypatch.setattr(loop, "load_dataset", not_trained)
+    with pytest.raises(ValueError, match=match):
+        train(seed=seed, **SMALL)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--compare", ""], r"--compare '': an empty mode name"),
+    (["--compare", "fa,"], r"--compare 'fa,': an empty mode name"),
+    (["--out", ""], r"--out '' names no folder"),
+    (["--out", "  "], r"--out '  ' names no folder|--out '' names no folder"),
+])
+def test_cli_empty_values_are_refused_not_reinterpreted(capsys, monkeypatch, argv, match):
+    """`--compare ''` used to train --mode, `--out ""` to save nothing, both without a word."""
+    monkeypatch.setattr(loop, "fit", not_trained)
+    assert pyfa.cli.main(["train", "--no-progress", *argv]) == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("hidden", ["10,,20", ",10", "10,"])
+def test_cli_hidden_with_an_empty_width_is_refused(capsys, hidden):
+    """`--hidden 10,,20` used to become 10,20."""
+    with pytest.raises(SystemExit) as e:
+        pyfa.cli.main(["train", "--hidden", hidden])
+    assert e.value.code == 2
+    assert "an empty width between commas" in capsys.readouterr().err
+
+
+def test_cli_hidden_empty_means_no_hidden_layer():
+    from pyfa.train.command import _hidden_arg
+
+    assert _hidden_arg("") == () and _hidden_arg(" 64 , 32 ") == (64, 32)
+
+
+def test_init_mlp_and_train_start_from_the_same_network_by_default():
+    """init_mlp's default activation was tanh, train's relu: init_mlp(sizes, seed=s) was not the
+    network train(seed=s) starts from."""
+    import inspect
+
+    import pyfa.cli
+
+    assert (inspect.signature(init_mlp).parameters["activation"].default
+            == inspect.signature(train).parameters["activation"].default == "relu")
+    sub = next(a for a in pyfa.cli.build_parser()._subparsers._actions if a.choices)
+    assert sub.choices["train"].get_default("activation") == "relu"
+    _, model = train(hidden=(8,), epochs=1, batch_size=2000, lr=1e-12, progress=False)
+    for p, q in zip(init_mlp([64, 8, 10], seed=0), params_from_mlp(model), strict=True):
+        assert p.activation == q.activation and np.array_equal(p.feedback, q.feedback)
+
+
+# ------------------------------------------------------------------- History.from_json is strict
+
+
+@pytest.mark.parametrize("text, match", [
+    ("{}", "lacks config, loss"),
+    ('{"foo": 1}', "lacks config"),
+    ("[1, 2]", "expected a JSON object, got a list"),
+    ("{not json", "is not valid JSON"),
+])
+def test_history_from_json_refuses_what_is_not_a_history(text, match):
+    """Any JSON dict used to load as an empty history."""
+    with pytest.raises(ValueError, match=match):
+        History.from_json(text)
+
+
+def test_history_from_json_checks_types_and_lengths(tmp_path):
+    h, _ = train(epochs=2, **{k: v for k, v in SMALL.items() if k != "epochs"})
+    good = json.loads(h.to_json())
+    for change, match in [
+        (dict(loss=[0.1]), "'test_loss' has 2 entries but 'loss' has 1 epochs"),
+        (dict(loss="0.1"), "'loss' must be a list of numbers"),
+        (dict(test_acc=[0.5, "high"]), "expected a number or null, got 'high'"),
+        (dict(train_acc=[0.5]), "'train_acc' has 1 entries; expected 2"),
+        (dict(config=[]), "'config' and 'initial' must be JSON objects"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            History.from_dict({**good, **change})
+    (tmp_path / "histories.json").write_text(json.dumps({"fa": good, "bp": good}))
+    with pytest.raises(ValueError, match=r"histories.json.*one history per run \(fa, bp\)"):
+        History.from_json(tmp_path / "histories.json")
+    assert History.from_dict({**good, "later_field": 1}).same_curves(h)  # newer keys: ignored

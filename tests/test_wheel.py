@@ -1,7 +1,8 @@
 """The built wheel carries the Julia package and a juliapkg.json that points at it.
 
-Builds the wheel for real (hatchling, through `python -m build`, with the hatch_build.py hook),
-opens it, and lets juliapkg's own requirement search run on the unpacked wheel (no Julia needed).
+Builds the wheel for real (hatchling, through `python -m build --no-isolation`, with the
+hatch_build.py hook), opens it, and lets juliapkg's own requirement search run on the unpacked wheel
+(no Julia needed).
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from julia_helpers import ROOT, read_project_toml
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("dist")
-    if importlib.util.find_spec("build") is not None:
-        cmd = [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(ROOT)]
-    else:
-        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(ROOT)]
+    for tool in ("build", "hatchling"):
+        assert importlib.util.find_spec(tool), f"{tool} is missing: install the dev extra"
+    # --no-isolation: the dev venv's hatchling, so building needs no network
+    cmd = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"wheel build failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    wheels = list(out.glob("pyfa-*.whl"))
+    wheels = list(out.glob("pyfa_alignment-*.whl"))
     assert len(wheels) == 1, wheels
     with zipfile.ZipFile(wheels[0]) as z:
         yield z
@@ -36,6 +37,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 def test_wheel_ships_julia_package_and_points_at_it(wheel):
     names = wheel.namelist()
     assert names.count("pyfa/juliapkg.json") == 1
+    assert "pyfa/py.typed" in names  # type information for users' checkers (PEP 561)
     deps = json.loads(wheel.read("pyfa/juliapkg.json"))
     checkout = json.loads((ROOT / "pyfa" / "juliapkg.json").read_text())
     assert deps["julia"] == checkout["julia"]
@@ -49,8 +51,12 @@ def test_wheel_ships_julia_package_and_points_at_it(wheel):
     assert project_path in names
     project = read_project_toml(wheel.read(project_path).decode())
     assert project["name"] == "PyFA" and project["uuid"] == spec["uuid"]
-    for f in ("src/PyFA.jl", "test/runtests.jl", "README.md"):
-        assert f"pyfa/julia_src/PyFA/{f}" in names
+    shipped = sorted(p.relative_to(ROOT / "julia" / "PyFA").as_posix()
+                     for p in (ROOT / "julia" / "PyFA").rglob("*") if p.is_file())
+    assert {"src/PyFA.jl", "src/conv.jl", "src/dfa.jl", "ext/PyFAEnzymeExt.jl", "ext/PyFAMooncakeExt.jl",
+            "test/runtests.jl", "README.md"} <= set(shipped)
+    for f in shipped:  # the whole Julia package, extensions included
+        assert f"pyfa/julia_src/PyFA/{f}" in names, f
     for f in ("__init__.py", "_import.py", "forum.py", "bridge.jl", "forum_bug.jl", "forum_fix.jl"):
         assert f"pyfa/julia/{f}" in names
     assert not any(n.endswith("hatch_build.py") for n in names)

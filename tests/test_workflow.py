@@ -23,6 +23,15 @@ WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 JOBS = ("julia-package", "python-with-julia", "wheel")
 # owner/repo[/path]@vN, @vN.N(.N), or a full commit SHA: never a branch such as @main.
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$")
+# The current major release of each action used (their repositories' tags, read 2026-08): bump
+# here and in ci.yml together.
+CURRENT_MAJORS = {
+    "actions/checkout": 7,
+    "actions/setup-python": 7,
+    "actions/upload-artifact": 7,
+    "julia-actions/setup-julia": 3,
+    "julia-actions/cache": 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +75,18 @@ def test_every_action_is_pinned(wf):
             assert PINNED.match(ref), f"job {name}: `uses: {ref}` is not pinned to a tag or SHA"
 
 
+def test_every_action_is_at_its_current_major(wf):
+    used = set()
+    for name in wf["jobs"]:
+        for ref in _uses(wf, name):
+            action, version = ref.split("@")
+            used.add(action)
+            assert action in CURRENT_MAJORS, f"job {name}: {action}: add its current major here"
+            assert re.match(rf"v{CURRENT_MAJORS[action]}(\.|$)", version), (
+                f"job {name}: {ref}, current major is v{CURRENT_MAJORS[action]}")
+    assert used == set(CURRENT_MAJORS)
+
+
 def test_julia_versions_are_strings(wf):
     # Unquoted 1.10 is the float 1.1 in YAML: setup-julia would install Julia 1.1.
     for name, job in wf["jobs"].items():
@@ -74,12 +95,25 @@ def test_julia_versions_are_strings(wf):
                      if s.get("uses", "").startswith("julia-actions/setup-julia@") and "with" in s]
         for v in versions:
             assert isinstance(v, str), f"job {name}: Julia version {v!r} must be a quoted string"
-    assert {"1.10", "1"} <= set(wf["jobs"]["julia-package"]["strategy"]["matrix"]["julia"])
+    assert {"1.10", "1.11", "1"} <= set(wf["jobs"]["julia-package"]["strategy"]["matrix"]["julia"])
+    assert set(wf["jobs"]["python-with-julia"]["strategy"]["matrix"]["julia"]) == {"1.10", "1.11"}
+
+
+def test_julia_skips_are_failures_where_julia_must_run(wf):
+    """PYFA_REQUIRE_JULIA=1 makes a skipped julia test (tests/conftest.py) or a skipped AD
+    testset (runtests.jl) fail: with Julia installed, a skip means something broke."""
+    assert str(wf["jobs"]["python-with-julia"]["env"]["PYFA_REQUIRE_JULIA"]) == "1"
+    expr = wf["jobs"]["julia-package"]["env"]["PYFA_REQUIRE_JULIA"]
+    assert "matrix.julia" in expr  # required on the versions Enzyme and Mooncake support
+    runtests = (ROOT / "julia" / "PyFA" / "test" / "runtests.jl").read_text()
+    assert 'get(ENV, "PYFA_REQUIRE_JULIA", "") == "1"' in runtests
+    conftest = (ROOT / "tests" / "conftest.py").read_text()
+    assert "PYFA_REQUIRE_JULIA" in conftest
 
 
 def test_julia_package_job_runs_the_julia_tests(wf):
     uses = _uses(wf, "julia-package")
-    assert any(u.startswith("julia-actions/setup-julia@v2") for u in uses)
+    assert any(u.startswith("julia-actions/setup-julia@") for u in uses)
     assert any(u.startswith("julia-actions/cache@") for u in uses)
     runs = _runs(wf, "julia-package")
     assert "--project=julia/PyFA" in runs and "Pkg.test()" in runs
@@ -90,9 +124,12 @@ def test_pytest_job_uses_this_julia_and_checks_it_first(wf):
     job = wf["jobs"]["python-with-julia"]
     uses = _uses(wf, "python-with-julia")
     assert any(u.startswith("actions/setup-python@") for u in uses)
-    assert any(u.startswith("julia-actions/setup-julia@v2") for u in uses)
+    assert any(u.startswith("julia-actions/setup-julia@") for u in uses)
     runs = [s.get("run", "") for s in job["steps"]]
     check = next(i for i, r in enumerate(runs) if "j.available()" in r)
+    # pyfa downloads and installs nothing unless asked: the job asks, as `make julia` does
+    install = next(i for i, r in enumerate(runs) if "python -m pyfa.julia install" in r)
+    assert install < check
     # juliacall must be pointed at the setup-julia Julia (else juliapkg may download another),
     # for the whole job (via $GITHUB_ENV) or on the check and pytest steps, before the check.
     exported = [i for i, r in enumerate(runs)

@@ -3,7 +3,7 @@
 ``forum_bug.jl`` is the post's layer with its rule written ``function rrule(...)`` after ``using
 ChainRulesCore``: a new function Zygote never calls, so the gradients are plain backprop.
 ``forum_fix.jl`` differs only in that line (``function ChainRulesCore.rrule(...)``, with its
-arguments typed ``AbstractMatrix``) and its header comment: FA gradients.
+arguments typed ``AbstractMatrix``) and the comments saying so: FA gradients.
 Each file is included into a fresh module (``juliacall.newmodule``) and given the same weights,
 feedback matrices and data from numpy, so both can be compared with the numpy oracle
 (`pyfa.reference.chain_gradients` in modes "fa" and "bp").

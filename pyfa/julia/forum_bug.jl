@@ -5,8 +5,10 @@
 # reports it (PFA001); do not "fix" this file. forum_fix.jl differs only in the rule's signature line.
 # pyfa.julia.forum includes this file into a fresh module and runs it with the bridge's
 # `forum_gradients` (pyfa/julia/bridge.jl). The post's code is kept as posted except
-# for the lines whose comments mention "the post".
+# for the lines whose comments (at their end, or on the line above) mention "the post";
+# tests/test_julia_forum.py checks every other line against the post.
 
+# the post: `using Flux; using Flux: @functor, glorot_uniform` (`@functor`: see Flux.@layer below)
 using Flux; using Flux: glorot_uniform
 using ChainRulesCore; using ChainRulesCore: NoTangent, @thunk
 

@@ -3,8 +3,10 @@
 # match `Matrix`, and Zygote would again fall back to backprop). Everything else is forum_bug.jl's
 # text. pyfa.julia.forum includes this file into a fresh module and runs it with the bridge's
 # `forum_gradients` (pyfa/julia/bridge.jl). The post's code is kept as posted except for the lines
-# whose comments mention "the post".
+# whose comments (at their end, or on the line above) mention "the post"; tests/test_julia_forum.py
+# checks every other line against the post.
 
+# the post: `using Flux; using Flux: @functor, glorot_uniform` (`@functor`: see Flux.@layer below)
 using Flux; using Flux: glorot_uniform
 using ChainRulesCore; using ChainRulesCore: NoTangent, @thunk
 
@@ -38,6 +40,7 @@ end
 
 const RRULE_CALLS = Ref(0)  # not in the post: how often the rule below runs
 
+# the fix; the post: `function rrule(::typeof(my_matmul), W::Matrix, X::Matrix, B::Matrix)`
 function ChainRulesCore.rrule(::typeof(my_matmul), W::AbstractMatrix, X::AbstractMatrix, B::AbstractMatrix)
     y = my_matmul(W, X, B)
     RRULE_CALLS[] += 1  # the post printed "==========Using rrule with fixed random feedback weights=========="

@@ -3,13 +3,16 @@
 Not run by the tests (they use the committed output, with no network). Run it by hand after
 checking out each real package at the commit recorded in README.md::
 
-    python tests/julia_standins/generate.py SRC_ROOT
+    python tests/julia_standins/generate.py SRC_ROOT [NAME ...]
 
 SRC_ROOT holds one checkout per repository, named after it without ``.jl``: ``SRC_ROOT/Flux``
 (FluxML/Flux.jl), ``SRC_ROOT/CUDA`` (JuliaGPU/CUDA.jl, which also holds CUDACore, CUDATools and
-cuDNN), and so on for ChainRulesCore, ChainRulesTestUtils, Zygote, Optimisers, Functors, NNlib,
-ADTypes, LinearAlgebra, Statistics. Test and Random live inside JuliaLang/julia, too large to
-check out here: their lists are written below, with where they come from.
+cuDNN), ``SRC_ROOT/Enzyme`` (EnzymeAD/Enzyme.jl, which also holds EnzymeCore in lib/EnzymeCore),
+``SRC_ROOT/Mooncake`` (chalk-lab/Mooncake.jl), and so on for ChainRulesCore, ChainRulesTestUtils,
+Zygote, Optimisers, Functors, NNlib, ADTypes, LinearAlgebra, Statistics. With NAMEs, only those
+stand-ins are rebuilt (and only their checkouts are needed). Test and Random live inside
+JuliaLang/julia, too large to check out here: their lists are written below, with where they come
+from.
 
 What is kept of each package: the names its module ``export``s and the names it declares
 ``public`` (the ``public`` keyword, ``@compat public``, ``@compat(public, (...))`` and CUDA's
@@ -47,6 +50,9 @@ PACKAGES = {
     "cuDNN": ("CUDA", "lib/cudnn"),
     "LinearAlgebra": ("LinearAlgebra", "."),
     "Statistics": ("Statistics", "."),
+    "Enzyme": ("Enzyme", "."),
+    "EnzymeCore": ("Enzyme", "lib/EnzymeCore"),
+    "Mooncake": ("Mooncake", "."),
 }
 # Packages that are only ever reached through another one's `@reexport using`.
 HELPERS = {
@@ -251,6 +257,7 @@ GITHUB = {
     "Optimisers": "FluxML/Optimisers.jl", "Functors": "FluxML/Functors.jl",
     "NNlib": "FluxML/NNlib.jl", "CUDA": "JuliaGPU/CUDA.jl", "ADTypes": "SciML/ADTypes.jl",
     "LinearAlgebra": "JuliaLang/LinearAlgebra.jl", "Statistics": "JuliaStats/Statistics.jl",
+    "Enzyme": "EnzymeAD/Enzyme.jl", "Mooncake": "chalk-lab/Mooncake.jl",
 }
 
 
@@ -295,20 +302,28 @@ def _order(names) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if not argv:
         print(__doc__)
         return 2
-    src_root = Path(argv[0])
-    for name, (repo, _sub) in PACKAGES.items():
+    src_root, only = Path(argv[0]), set(argv[1:])
+    unknown = only - set(PACKAGES) - {"Test", "Random"}
+    if unknown:
+        print(f"unknown stand-in(s): {sorted(unknown)}; known: {sorted(PACKAGES)} Test Random")
+        return 2
+    for name, (repo, sub) in PACKAGES.items():
+        if only and name not in only:
+            continue
         exports, public = flatten(src_root, name)
         source = f"{GITHUB[repo]}@{commit_of(src_root, repo)}"
-        if name == "cuDNN":
-            source += " lib/cudnn"
+        if sub != ".":
+            source += f" {sub}"
         write_standin(name, _order(exports), _order(public), version_of(src_root, name), source)
-    write_standin("Test", _order(TEST_EXPORTS), [], "1.11.0",
-                  "JuliaLang/julia@00a70378 stdlib/Test/src/Test.jl")
-    write_standin("Random", _order(RANDOM_EXPORTS), _order(RANDOM_PUBLIC), "1.11.0",
-                  "JuliaLang/julia@ddd9a952 stdlib/Random/src/Random.jl + manual")
+    if not only or "Test" in only:
+        write_standin("Test", _order(TEST_EXPORTS), [], "1.11.0",
+                      "JuliaLang/julia@00a70378 stdlib/Test/src/Test.jl")
+    if not only or "Random" in only:
+        write_standin("Random", _order(RANDOM_EXPORTS), _order(RANDOM_PUBLIC), "1.11.0",
+                      "JuliaLang/julia@ddd9a952 stdlib/Random/src/Random.jl + manual")
     return 0
 
 
