@@ -15,6 +15,26 @@ ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _ACTIVATION_NAMES = {cls: name for name, cls in ACTIVATION_MODULES.items()}
 
 
+def layer_from_params(p, mode: str = "fa", *, device=None,
+                      generator: torch.Generator | None = None) -> LinearFA | Conv2dFA:
+    """A `LinearFA` (from ``DenseParams``) or `Conv2dFA` (from ``pyfa.reference.ConvParams``) in
+    `mode`, holding copies of `p`'s weight, bias and feedback, in their dtype (float64 stays float64,
+    anything else becomes float32)."""
+    dtype = torch.float64 if p.weight.dtype == np.float64 else torch.float32
+    kw = dict(bias=p.bias is not None, mode=mode, device=device, dtype=dtype, generator=generator)
+    if isinstance(p, DenseParams):
+        layer = LinearFA(p.in_features, p.out_features, **kw)
+    else:
+        layer = Conv2dFA(p.in_channels, p.out_channels, p.kernel_size, p.stride, p.padding,
+                         p.dilation, p.groups, **kw)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(p.weight))
+        layer.feedback.copy_(torch.from_numpy(p.feedback))
+        if p.bias is not None:
+            layer.bias.copy_(torch.from_numpy(p.bias))
+    return layer
+
+
 def mlp_from_params(
     layers: list[DenseParams], mode: str = "fa", *, device=None, generator=None
 ) -> nn.Sequential:
@@ -30,17 +50,7 @@ def mlp_from_params(
                          "layer: build the network with init_mlp(..., direct_feedback=True)")
     mods: list[nn.Module] = []
     for p in layers:
-        dtype = torch.float64 if p.weight.dtype == np.float64 else torch.float32
-        lin = LinearFA(
-            p.in_features, p.out_features, bias=p.bias is not None, mode="fa" if dfa else mode,
-            device=device, dtype=dtype, generator=generator,
-        )
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(p.weight))
-            lin.feedback.copy_(torch.from_numpy(p.feedback))
-            if p.bias is not None:
-                lin.bias.copy_(torch.from_numpy(p.bias))
-        mods.append(lin)
+        mods.append(layer_from_params(p, "fa" if dfa else mode, device=device, generator=generator))
         if p.activation != "identity":
             mods.append(ACTIVATION_MODULES[p.activation]())
     if not dfa:
@@ -167,8 +177,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-__all__ = ["mlp_from_params", "params_from_mlp", "mlp_gradients", "fa_layers", "loss_value", "LOSSES",
-           "cnn_from_params", "network_gradients", "layer_gradients", "spec_layout"]
+__all__ = ["mlp_from_params", "layer_from_params", "params_from_mlp", "mlp_gradients", "fa_layers",
+           "loss_value", "LOSSES", "cnn_from_params", "network_gradients", "layer_gradients",
+           "spec_layout"]
 
 
 def cnn_from_params(layers: list, mode: str = "fa", *, input_shape: tuple[int, ...] | None = None,
@@ -187,15 +198,8 @@ def cnn_from_params(layers: list, mode: str = "fa", *, input_shape: tuple[int, .
     mods: list[nn.Module] = []
     direct = []
     for i, p in enumerate(layers):
-        if isinstance(p, ConvParams):
-            dtype = torch.float64 if p.weight.dtype == np.float64 else torch.float32
-            layer = Conv2dFA(p.in_channels, p.out_channels, p.kernel_size, p.stride, p.padding, p.dilation,
-                             p.groups, p.bias is not None, mode="fa" if dfa else mode, device=device,
-                             dtype=dtype, generator=generator)
-        elif isinstance(p, DenseParams):
-            dtype = torch.float64 if p.weight.dtype == np.float64 else torch.float32
-            layer = LinearFA(p.in_features, p.out_features, bias=p.bias is not None,
-                             mode="fa" if dfa else mode, device=device, dtype=dtype, generator=generator)
+        if isinstance(p, (ConvParams, DenseParams)):
+            layer = layer_from_params(p, "fa" if dfa else mode, device=device, generator=generator)
         elif isinstance(p, Pool2d):
             pool = nn.AvgPool2d if p.kind == "avg" else nn.MaxPool2d
             mods.append(pool(p.kernel_size, p.stride))
@@ -205,11 +209,6 @@ def cnn_from_params(layers: list, mode: str = "fa", *, input_shape: tuple[int, .
             continue
         else:
             raise TypeError(f"cnn_from_params: layer {i} is a {type(p).__name__}, not a CNN layer")
-        with torch.no_grad():
-            layer.weight.copy_(torch.from_numpy(p.weight))
-            layer.feedback.copy_(torch.from_numpy(p.feedback))
-            if p.bias is not None:
-                layer.bias.copy_(torch.from_numpy(p.bias))
         mods.append(layer)
         if p.activation != "identity":
             mods.append(ACTIVATION_MODULES[p.activation]())

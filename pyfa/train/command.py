@@ -65,7 +65,7 @@ class _Usage(Exception):
 def add_arguments(parser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="torch", help="default: torch")
     parser.add_argument("--mode", choices=TRAIN_MODES, default="fa",
-                        help="default: fa (kp: Kolen-Pollack; dfa: direct feedback alignment, MLP only)")
+                        help="default: fa (kp: Kolen-Pollack; dfa: direct feedback alignment)")
     parser.add_argument(
         "--compare", metavar="MODES", default=None,
         help="comma-separated modes, each named once (e.g. fa,bp,kp,dfa), trained on the same data "

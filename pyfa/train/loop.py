@@ -125,7 +125,7 @@ def train(
         activation: hidden activation (identity, relu, tanh, sigmoid); the output layer is linear.
             The default, relu, is `pyfa.network.DEFAULT_ACTIVATION`, as in `pyfa.init_mlp`.
         mode: ``fa``, ``bp``, ``usf``, ``brsf``, ``frsf``, ``kp`` or ``dfa``
-            (`pyfa.train.config.TRAIN_MODES`; dfa on the MLP only).
+            (`pyfa.train.config.TRAIN_MODES`).
         dataset: ``"digits"``, ``"mnist1d"``, ``"fashion-mnist"``, ``"forum"``, a path to a ``.npz``
             (see `pyfa.data.load_dataset`) or a `pyfa.data.Dataset` (e.g. from
             `pyfa.data.from_arrays`).

@@ -21,6 +21,7 @@ from torch import nn
 from pyfa.network import DenseParams
 from pyfa.reference import ConvParams, Flatten, Pool2d
 from pyfa.torch import ACTIVATION_MODULES, Conv2dFA, DFASequential, LinearFA, mlp_from_params
+from pyfa.torch.network import layer_from_params
 from pyfa.train.models import lenet_spec
 
 _ACTIVATION_NAMES = {cls: name for name, cls in ACTIVATION_MODULES.items()}
@@ -91,20 +92,7 @@ def cnn_from_spec(spec: list, mode: str, input_shape, *, device=None,
     activations = set()
     for p in spec:
         if isinstance(p, (ConvParams, DenseParams)):
-            dtype = torch.float64 if p.weight.dtype == np.float64 else torch.float32
-            kw = dict(bias=p.bias is not None, mode=mode, device=device, dtype=dtype,
-                      generator=generator)
-            if isinstance(p, ConvParams):
-                layer = Conv2dFA(p.in_channels, p.out_channels, p.kernel_size, p.stride, p.padding,
-                                 p.dilation, p.groups, **kw)
-            else:
-                layer = LinearFA(p.in_features, p.out_features, **kw)
-            with torch.no_grad():
-                layer.weight.copy_(torch.from_numpy(p.weight))
-                layer.feedback.copy_(torch.from_numpy(p.feedback))
-                if p.bias is not None:
-                    layer.bias.copy_(torch.from_numpy(p.bias))
-            mods.append(layer)
+            mods.append(layer_from_params(p, mode, device=device, generator=generator))
             if p.activation != "identity":
                 mods.append(ACTIVATION_MODULES[p.activation]())
                 activations.add(p.activation)
