@@ -18,7 +18,10 @@ Targets: ``Conv2dFA`` / ``nn.Conv2d`` <= 1.05 at every layer shape, and ``Conv2d
 conv autograd Function (``biotorch.autograd.fa.conv.Conv2dGrad``, what BioTorch's FA ``Conv2d``
 layer applies; its backward calls ``torch.nn.grad.conv2d_input`` and ``conv2d_weight``, one
 convolution backward each) on the same tensors <= 1.0. Reported, no target: a whole LeNet-5 SGD
-step, ``convert``-ed to FA, over the same model with nn layers.
+step, ``convert``-ed to FA, over the same model with nn layers. On CUDA, where present: a whole
+ResNet-20 SGD step (batch 128, CIFAR's 3×32×32, bf16 autocast), ``convert``-ed to FA, over the same
+model with nn layers <= 1.05 (the GPU is timed to the end of each step; without CUDA it is skipped
+and says so: on a CPU that step takes seconds).
 
 BioTorch is not a dependency of pyfa: its column is measured when it is installed (``pip install
 --no-deps biotorch``: pure Python, it pulls no other torch) and says how to install it when not.
@@ -127,6 +130,72 @@ def _train_steps() -> dict:
     return {"nn.Conv2d": step(bp), "Conv2dFA": step(fa)}
 
 
+class _BasicBlock(nn.Module):
+    """ResNet's basic block: conv-BN-relu-conv-BN plus the shortcut (a 1×1 conv and BN where the
+    shape changes), then relu."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = nn.functional.relu(self.bn1(self.conv1(x)))
+        return nn.functional.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def resnet20(classes: int = 10) -> nn.Sequential:
+    """ResNet-20 for 3×32×32 images (He et al. 2016): a 3×3 stem of 16 channels, three stages of
+    three basic blocks (16, 32, 64 channels; stages 2 and 3 start with stride 2), global average
+    pooling, a dense layer. Where a block changes the shape its shortcut is a 1×1 convolution (the
+    paper's option B; its CIFAR nets pad with zeros instead), so the timed step has 21 convolutions."""
+    layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    cin = 16
+    for cout, stride in ((16, 1), (32, 2), (64, 2)):
+        for i in range(3):
+            layers.append(_BasicBlock(cin, cout, stride if i == 0 else 1))
+            cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, classes)]
+    return nn.Sequential(*layers)
+
+
+def resnet_pair(device: str) -> tuple[nn.Module, nn.Module]:
+    """(`resnet20` with nn layers, a converted copy with the same weights: FA), on `device`."""
+    torch.manual_seed(0)
+    bp = resnet20().to(device)
+    fa = copy.deepcopy(bp)
+    convert(fa)
+    return bp, fa
+
+
+def resnet_steps(device: str, batch: int = BATCH, dtype: torch.dtype = torch.bfloat16,
+                 models: tuple[nn.Module, nn.Module] | None = None) -> dict:
+    """{name: step}: one SGD step of `resnet20` under ``torch.autocast(device, dtype)``, with nn
+    layers and as a converted copy (FA; `models` = `resnet_pair` by default); on CUDA each step
+    ends with a synchronisation, so that its time is the GPU's."""
+    bp, fa = models or resnet_pair(device)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def step(model):
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def run():
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(device, dtype=dtype):
+                loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+        return run
+    return {"nn.Conv2d": step(bp), "Conv2dFA": step(fa)}
+
+
 def _timed(steps: dict, n_rounds: int, min_time: float) -> dict:
     """{"us": {name: median round time}, "ratio": {baseline: Conv2dFA / baseline}} (`_timing`)."""
     times = _timing.rounds(steps, n_rounds, min_time)
@@ -149,6 +218,9 @@ def run(quick: bool):
         timing = _timed(_layer_steps(cin, cout, k, stride, padding, hw, bias), rounds, min_time)
         yield _row(model, layer, f"{cin}->{cout} k{k} s{stride} {hw}x{hw}", timing, targets)
     yield _row("LeNet-5", "SGD step", "whole net, convert()", _timed(_train_steps(), rounds, min_time), {})
+    if torch.cuda.is_available():
+        yield _row("ResNet-20", "CUDA step", "bf16 autocast, convert()",
+                   _timed(resnet_steps("cuda"), rounds, min_time), {"nn.Conv2d": TARGET_TORCH})
 
 
 def _cell(row, baseline) -> str:
@@ -170,6 +242,8 @@ def main() -> int:
     print(f"batch {BATCH}, one layer fwd+bwd (x, weight and bias gradients), mode fa")
     if BioTorchConv2dGrad is None:
         print(BIOTORCH_HINT)
+    if not torch.cuda.is_available():
+        print("no CUDA device: the ResNet-20 bf16 train step (CUDA only) is skipped")
     print(f"{'model':9} {'layer':11} {'shape':21} {'nn us':>8} {'BioT us':>8} {'FA us':>8} "
           f"{'FA/nn':>7} {'<=' + str(TARGET_TORCH):9} {'FA/BioT':>7} {'<=' + str(TARGET_BIOTORCH):9}")
     rows = []
