@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch_helpers import assert_compiled_equals_eager_and_differs_from_bp
 
 from pyfa import reference as R
 from pyfa.crosscheck import _rel_dist
@@ -833,26 +834,9 @@ def test_compile_fullgraph_a_conv_per_mode_equals_eager_and_differs_from_bp():
                               generator=torch.Generator().manual_seed(i)), nn.Tanh()]
         return nn.Sequential(*mods[:-1])
 
-    eager, compiled_model = build(), build()
-    compiled = torch.compile(compiled_model, fullgraph=True)
     x = torch.randn(3, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     y = torch.randn(3, 3, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
-    for step in range(2):
-        for m in (eager, compiled):
-            m.zero_grad()
-            nn.functional.mse_loss(m(x), y).backward()
-        for a, b in zip(_fa_modules(eager), _fa_modules(compiled_model), strict=True):
-            torch.testing.assert_close(b.weight.grad, a.weight.grad, rtol=1e-10, atol=1e-13)
-            if a.mode == "kp":
-                torch.testing.assert_close(b.feedback.grad, a.feedback.grad, rtol=1e-10, atol=1e-13)
-            if a.mode == "brsf":
-                assert torch.equal(a.brsf_state, b.brsf_state) and a.brsf_state[1] == step + 1
-    bp = build()
-    for m in _fa_modules(bp):
-        m.mode = "bp"
-    nn.functional.mse_loss(bp(x), y).backward()
-    assert _rel_dist(_fa_modules(compiled_model)[0].weight.grad.numpy(),
-                     _fa_modules(bp)[0].weight.grad.numpy()) > 0.05
+    assert_compiled_equals_eager_and_differs_from_bp(build, x, y, _fa_modules)
 
 
 # ---------------------------------------------------------------- DDP

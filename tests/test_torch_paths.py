@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch_helpers import assert_compiled_equals_eager_and_differs_from_bp
 
 from pyfa import reference as R
 from pyfa.crosscheck import _rel_dist
@@ -238,24 +239,9 @@ def test_compile_fullgraph_every_mode_equals_eager_and_differs_from_bp():
             mods.append(nn.Tanh())
         return nn.Sequential(*mods[:-1])
 
-    eager, compiled_model = build(), build()
-    compiled = torch.compile(compiled_model, fullgraph=True)
     x = torch.randn(9, widths[0], dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     y = torch.randn(9, widths[-1], dtype=torch.float64, generator=torch.Generator().manual_seed(6))
-    for step in range(2):  # twice: brsf must advance its stream identically
-        for m in (eager, compiled):
-            m.zero_grad()
-            nn.functional.mse_loss(m(x), y).backward()
-        for a, b in zip(fa_layers(eager), fa_layers(compiled_model), strict=True):
-            torch.testing.assert_close(b.weight.grad, a.weight.grad, rtol=1e-10, atol=1e-13)
-            if a.mode == "brsf":
-                assert torch.equal(a.brsf_state, b.brsf_state) and a.brsf_state[1] == step + 1
-    bp = build()
-    for m in fa_layers(bp):
-        m.mode = "bp"
-    nn.functional.mse_loss(bp(x), y).backward()
-    assert not torch.allclose(fa_layers(bp)[0].weight.grad, fa_layers(compiled_model)[0].weight.grad,
-                              rtol=1e-3)
+    assert_compiled_equals_eager_and_differs_from_bp(build, x, y, fa_layers)
 
 
 # ---------------------------------------------------------------- DDP
